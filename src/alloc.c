@@ -1,0 +1,152 @@
+/* alloc.c - the allocating half of the tess_ API: malloc beyond its fast
+ * path (alloc_inline.h), calloc, realloc, the aligned allocations and the
+ * usable size.  Every failure returns NULL with errno set; none crashes. */
+#include "alloc_inline.h"
+
+void* _tess_fail_enomem(void) {
+  errno = ENOMEM;
+  return NULL;
+}
+
+/* Blocks of up to TESS_MEDIUM_MAX come from the heap's pages, up to
+ * TESS_LARGE_MAX from a span of their own, above that from a mapping of
+ * their own.  `zero` asks for zeroed memory (calloc). */
+void* _tess_malloc_generic(size_t size, bool zero) {
+  tess_heap_t* heap = _tess_heap_get();
+  if (tess_unlikely(heap == &_tess_heap_empty)) {
+    heap = _tess_heap_init_thread();
+    if (heap == NULL) return _tess_fail_enomem();
+  }
+  void* p;
+  if (size <= TESS_MEDIUM_MAX) {
+    /* A second fast path for sizes above the direct table. */
+    tess_page_t* page = heap->queues[_tess_bin(size)].first;
+    if (page != NULL && page->free != NULL) {
+      tess_block_t* b = page->free;
+      page->free = _tess_link_decode(page, b->next);
+      page->used++;
+      b->next = 0;
+      p = b;
+    } else {
+      p = _tess_page_malloc_slow(heap, size);
+      if (p == NULL) return _tess_fail_enomem();
+    }
+    if (zero) memset(p, 0, size);
+    return p;
+  }
+  if (size <= TESS_LARGE_MAX) {
+    p = _tess_arena_large_alloc(size);
+    if (p == NULL) return _tess_fail_enomem();
+    if (zero) {
+      tess_page_t* page = _tess_page_of(_tess_segment_of(p), p);
+      if (!page->is_zero) memset(p, 0, size);
+    }
+    return p;
+  }
+  if (size > PTRDIFF_MAX) return _tess_fail_enomem();
+  p = _tess_huge_alloc(size, 0, zero);
+  return p != NULL ? p : _tess_fail_enomem();
+}
+
+void* tess_malloc(size_t size) { return _tess_malloc_inline(size); }
+
+void* tess_calloc(size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) return _tess_fail_enomem();
+  if (total <= TESS_DIRECT_MAX) {
+    void* p = _tess_malloc_inline(total);
+    if (p != NULL) memset(p, 0, total);
+    return p;
+  }
+  return _tess_malloc_generic(total, true);
+}
+
+/* Alignments above 16: a size class whose block size is a multiple of the
+ * alignment gives aligned blocks, because every page starts on a 64 KiB
+ * boundary; beyond 64 KiB alignment, or beyond large sizes, a huge block
+ * placed at the alignment within its own mapping. */
+void* _tess_aligned_generic(size_t alignment, size_t size, bool zero) {
+  if (alignment <= TESS_ALIGN) return zero ? tess_calloc(1, size) : _tess_malloc_inline(size);
+  if (size > PTRDIFF_MAX) return _tess_fail_enomem();
+  if (alignment <= TESS_SLICE_SIZE) {
+    size_t want = size > alignment ? size : alignment;
+    if (want <= TESS_LARGE_MAX) {
+      size_t bin = _tess_bin(want);
+      while (_tess_bin_size(bin) % alignment != 0) bin++;
+      size_t bsize = _tess_bin_size(bin);
+      if (bsize <= TESS_LARGE_MAX) {
+        void* p = zero ? tess_calloc(1, bsize) : _tess_malloc_inline(bsize);
+        tess_assert(p == NULL || ((uintptr_t)p & (alignment - 1)) == 0);
+        return p;
+      }
+    }
+  }
+  if (tess_unlikely(_tess_heap_get() == &_tess_heap_empty) && _tess_heap_init_thread() == NULL) {
+    return _tess_fail_enomem();
+  }
+  void* p = _tess_huge_alloc(size, alignment, zero);
+  return p != NULL ? p : _tess_fail_enomem();
+}
+
+static bool is_power_of_two(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+void* tess_aligned_alloc(size_t alignment, size_t size) {
+  if (!is_power_of_two(alignment)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return _tess_aligned_generic(alignment, size, false);
+}
+
+int tess_posix_memalign(void** out, size_t alignment, size_t size) {
+  if (!is_power_of_two(alignment) || alignment % sizeof(void*) != 0) return EINVAL;
+  int saved = errno;
+  void* p = _tess_aligned_generic(alignment, size, false);
+  errno = saved;
+  if (p == NULL) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+size_t tess_usable_size(const void* p) {
+  if (p == NULL) return 0;
+  return _tess_usable_size_checked(p, "malloc_usable_size");
+}
+
+/* Stay in place when the new size fits and wastes at most half the block;
+ * huge blocks are resized with mremap; everything else moves, copying every
+ * usable byte that fits (programs treat the usable size as capacity). */
+static void* realloc_checked(void* p, size_t size, const char* call) {
+  if (p == NULL) return _tess_malloc_inline(size);
+  if (size == 0) {
+    _tess_free_inline(p, call); /* as glibc: free, and return NULL */
+    return NULL;
+  }
+  size_t usable = _tess_usable_size_checked(p, call);
+  if (size > PTRDIFF_MAX) return _tess_fail_enomem();
+  if (size <= usable && size >= usable / 2) return p;
+  if (usable > TESS_LARGE_MAX) {
+    uint8_t m = _tess_segmap_get((uintptr_t)p);
+    tess_segment_t* seg = _tess_huge_segment_of(p, m);
+    if (size > TESS_LARGE_MAX && seg != NULL) {
+      void* q = _tess_huge_realloc(seg, size);
+      if (q != NULL) return q;
+    }
+  }
+  void* q = _tess_malloc_inline(size);
+  if (q == NULL) return NULL; /* errno is ENOMEM; p is untouched */
+  size_t keep = usable;
+  size_t fresh = _tess_usable_size_checked(q, call);
+  if (keep > fresh) keep = fresh;
+  memcpy(q, p, keep);
+  _tess_free_inline(p, call);
+  return q;
+}
+
+void* tess_realloc(void* p, size_t size) { return realloc_checked(p, size, "realloc"); }
+
+void* tess_reallocarray(void* p, size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) return _tess_fail_enomem();
+  return realloc_checked(p, total, "reallocarray");
+}

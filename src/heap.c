@@ -1,0 +1,167 @@
+/* heap.c - thread heaps: giving a thread its heap, abandoning it when the
+ * thread exits, adopting abandoned heaps, and cleaning them up.
+ *
+ * A heap is never freed.  When its thread exits, the heap gives its empty
+ * pages back and goes on the abandoned pool with the pages that still hold
+ * blocks.  Other threads' frees into those pages keep landing on the pages'
+ * xthread_free lists (a heap that is never freed is always safe to push
+ * to); a new thread adopts the heap, or any thread needing a fresh page
+ * cleans one abandoned heap first, so nothing is lost for good.
+ *
+ * Locking: `heaps.lock` guards the abandoned pool and the metadata chunk.
+ * A leaf lock, never held across a system call or another lock.  At fork,
+ * a child that finds it held forgets the pool (leaking it) rather than
+ * trusting a half-updated list.
+ */
+#include "internal.h"
+
+__thread tess_heap_t* _tess_heap_tls __attribute__((tls_model("initial-exec"))) = &_tess_heap_empty;
+
+/* Every direct slot of the empty heap points at the empty page, whose free
+ * list is always NULL: the fast path's one test sends the first malloc of a
+ * thread to the slow path. */
+tess_page_t _tess_page_empty;
+tess_heap_t _tess_heap_empty = {
+  /* Statically, because the dynamic loader calls malloc before any
+   * constructor of ours has run. */
+  .direct = {[0 ... TESS_DIRECT_COUNT - 1] = &_tess_page_empty},
+};
+
+#define TESS_META_CHUNK (256 * 1024)
+
+static struct {
+  tess_lock_t lock;
+  tess_heap_t* abandoned_first; /* adoption takes the first (warmest) */
+  tess_heap_t* abandoned_last;  /* scavenging puts a heap back here   */
+  size_t abandoned_count;
+  uint8_t* meta_next;           /* bump allocation of heap structs  */
+  uint8_t* meta_end;
+  size_t count;                 /* heaps created                    */
+} heaps;
+
+static void heap_setup(tess_heap_t* heap) {
+  for (size_t i = 0; i < TESS_DIRECT_COUNT; i++) heap->direct[i] = &_tess_page_empty;
+}
+
+static tess_heap_t* heap_new(void) {
+  size_t size = (sizeof(tess_heap_t) + 63) & ~(size_t)63;
+  for (;;) {
+    _tess_lock(&heaps.lock);
+    if (heaps.meta_next != NULL && heaps.meta_next + size <= heaps.meta_end) {
+      tess_heap_t* heap = (tess_heap_t*)heaps.meta_next;
+      heaps.meta_next += size;
+      heap->id = (uint32_t)heaps.count++;
+      _tess_unlock(&heaps.lock);
+      heap_setup(heap);
+      heap->rng = _tess_prim_random() | 1;
+      return heap;
+    }
+    _tess_unlock(&heaps.lock);
+    uint8_t* base;
+    size_t mapped;
+    uint8_t* chunk = _tess_os_map_aligned(TESS_META_CHUNK, TESS_OS_PAGE_SIZE, &base, &mapped);
+    if (chunk == NULL) return NULL;
+    _tess_os_committed_add(TESS_META_CHUNK);
+    _tess_lock(&heaps.lock);
+    heaps.meta_next = chunk; /* the rest of an older chunk, if any, is left */
+    heaps.meta_end = chunk + TESS_META_CHUNK;
+    _tess_unlock(&heaps.lock);
+  }
+}
+
+static tess_heap_t* abandoned_pop(bool wait) {
+  if (heaps.abandoned_first == NULL) return NULL; /* racy hint */
+  if (wait) _tess_lock(&heaps.lock);
+  else if (atomic_exchange_explicit(&heaps.lock.held, 1, memory_order_acquire)) return NULL;
+  tess_heap_t* heap = heaps.abandoned_first;
+  if (heap != NULL) {
+    heaps.abandoned_first = heap->next;
+    if (heaps.abandoned_first == NULL) heaps.abandoned_last = NULL;
+    heaps.abandoned_count--;
+    heap->next = NULL;
+  }
+  _tess_unlock(&heaps.lock);
+  return heap;
+}
+
+static void abandoned_push(tess_heap_t* heap, bool at_front) {
+  heap->state = TESS_HEAP_ABANDONED;
+  _tess_lock(&heaps.lock);
+  if (at_front || heaps.abandoned_first == NULL) {
+    heap->next = heaps.abandoned_first;
+    heaps.abandoned_first = heap;
+    if (heaps.abandoned_last == NULL) heaps.abandoned_last = heap;
+  } else {
+    heap->next = NULL;
+    heaps.abandoned_last->next = heap;
+    heaps.abandoned_last = heap;
+  }
+  heaps.abandoned_count++;
+  _tess_unlock(&heaps.lock);
+}
+
+/* Give the calling thread a heap: an abandoned one if any, else a new one.
+ * Returns NULL only when the OS has no memory for a new one. */
+tess_heap_t* _tess_heap_init_thread(void) {
+  if (tess_unlikely(atomic_load_explicit(&_tess_init_state, memory_order_acquire) != 2)) _tess_process_init();
+  tess_heap_t* heap = _tess_heap_tls;
+  if (heap != &_tess_heap_empty) return heap;
+  heap = abandoned_pop(true);
+  if (heap == NULL) heap = heap_new();
+  if (heap == NULL) return NULL;
+  heap->state = TESS_HEAP_ACTIVE;
+  _tess_heap_tls = heap;
+  /* May allocate (keys past the first 32): the heap is already in place. */
+  _tess_prim_thread_set(heap);
+  if (atomic_load_explicit(&heap->remote_pages, memory_order_relaxed) != NULL) _tess_heap_drain_remote(heap);
+  return heap;
+}
+
+/* Thread exit (pthread key destructor): return what can be returned and put
+ * the heap on the abandoned pool.  A later malloc on this thread (from a
+ * later destructor) gets a heap again and sets the key again. */
+void _tess_heap_thread_done(void* arg) {
+  tess_heap_t* heap = (tess_heap_t*)arg;
+  if (heap == NULL || heap == &_tess_heap_empty) return;
+  int saved = errno;
+  if (_tess_heap_tls == heap) _tess_heap_tls = &_tess_heap_empty;
+  _tess_heap_release_pages(heap, true);
+  abandoned_push(heap, true);
+  errno = saved;
+}
+
+/* Full pages that other threads freed into: back to their class queues. */
+void _tess_heap_drain_remote(tess_heap_t* heap) {
+  tess_page_t* page = atomic_exchange_explicit(&heap->remote_pages, NULL, memory_order_acquire);
+  while (page != NULL) {
+    tess_page_t* next = page->remote_next;
+    page->remote_next = NULL;
+    uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+    while ((x & TESS_XFREE_STATE_MASK) == TESS_XFREE_NOTIFIED &&
+           !atomic_compare_exchange_weak_explicit(&page->xthread_free, &x, x & ~TESS_XFREE_STATE_MASK,
+                                                  memory_order_acq_rel, memory_order_relaxed)) {
+    }
+    if (page->in_full) _tess_page_unfull(heap, page);
+    page = next;
+  }
+}
+
+/* Clean one abandoned heap: collect its pages' remote frees and give its
+ * empty pages back to the arena.  Called before taking a fresh page, so
+ * memory exiting threads left behind is reused before new memory is mapped.
+ * Never waits for the pool lock. */
+void _tess_heap_scavenge_abandoned(void) {
+  tess_heap_t* heap = abandoned_pop(false);
+  if (heap == NULL) return;
+  _tess_heap_release_pages(heap, true);
+  abandoned_push(heap, false);
+}
+
+void _tess_heap_fork_child(void) {
+  if (!_tess_lock_is_held(&heaps.lock)) return;
+  size_t count = heaps.count;
+  memset(&heaps, 0, sizeof heaps);
+  heaps.count = count;
+}
+
+size_t _tess_heap_count(void) { return heaps.count; }

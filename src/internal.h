@@ -1,0 +1,228 @@
+/* internal.h - declarations shared between tessera's files (`_tess_` names)
+ * and the small inline helpers every layer uses: size classes, the segment
+ * map, the lock, the thread's heap, debug assertions.
+ *
+ * Layers (each calls only those below it):
+ *   override.c                standard names, C++ operators
+ *   alloc.c free.c            public tess_ API; fast paths in alloc_inline.h
+ *   page.c                    pages: carving, collecting, queues (slow path)
+ *   heap.c                    thread heaps: create, adopt, abandon
+ *   segment.c                 arena: segments, spans, coalescing, purge, huge
+ *   os.c                      OS policy: aligned mappings, counters
+ *   prim_linux.c              system calls
+ * beside them: options.c, stats.c, error.c, init.c, debug.c.
+ */
+#ifndef TESS_INTERNAL_H
+#define TESS_INTERNAL_H
+
+#include "types.h"
+#include "prim.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#define tess_likely(x) __builtin_expect(!!(x), 1)
+#define tess_unlikely(x) __builtin_expect(!!(x), 0)
+#define TESS_NOINLINE __attribute__((noinline))
+#define TESS_COLD __attribute__((cold, noinline))
+#define TESS_HIDDEN __attribute__((visibility("hidden")))
+
+/* ---- debug assertions (compile away at TESS_DEBUG 0) -------------------- */
+
+TESS_COLD __attribute__((noreturn)) void _tess_assert_fail(const char* expr, const char* file, int line);
+#if TESS_DEBUG >= 1
+#define tess_assert(x) ((x) ? (void)0 : _tess_assert_fail(#x, __FILE__, __LINE__))
+#else
+#define tess_assert(x) ((void)0)
+#endif
+#if TESS_DEBUG >= 2
+#define tess_assert_expensive(x) tess_assert(x)
+#else
+#define tess_assert_expensive(x) ((void)0)
+#endif
+
+/* ---- error reporting (error.c) ------------------------------------------ */
+
+/* Report misuse of `call` on pointer p and abort: "tessera: call(p): what". */
+TESS_COLD __attribute__((noreturn)) void _tess_error(const char* call, const void* p, const char* what);
+/* Report a start-up or option problem and go on. */
+TESS_COLD void _tess_warning(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+/* snprintf-like formatting that never allocates (%s %d %u %zu %p %x %lu). */
+int _tess_format(char* buf, size_t size, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- options (options.c) -------------------------------------------------- */
+
+typedef struct tess_options_s {
+  long purge_delay_ms;         /* TESSERA_PURGE_DELAY: free spans kept this long */
+  long dirty_max_mib;          /* TESSERA_DIRTY_MAX: unpurged free memory cap    */
+  long show_stats;             /* TESSERA_SHOW_STATS: print statistics at exit   */
+  const char* stats_file;      /* TESSERA_STATS_FILE: append JSON at exit        */
+  long verbose;                /* TESSERA_VERBOSE: report purges and mappings    */
+} tess_options_t;
+
+extern tess_options_t _tess_options;
+void _tess_options_init(void);
+
+/* ---- size classes ----------------------------------------------------------
+ * bin(n): n <= 128: ceil(n/16) (bin 1 for n = 0);
+ *         n > 128:  w = n-1, b = floor(log2 w), sub = (w >> (b-3)) & 7,
+ *                   bin = 8*(b-6) + sub + 1.
+ * size(bin): bin <= 8: 16*bin; else b = (bin-1)/8 + 6, sub = (bin-1)%8,
+ *            size = 2^b + (sub+1) * 2^(b-3). */
+static inline size_t _tess_bin(size_t n) {
+  if (n <= 128) return n <= 16 ? 1 : (n + 15) >> 4;
+  size_t w = n - 1;
+  size_t b = 63 - (size_t)__builtin_clzl(w);
+  return 8 * (b - 6) + ((w >> (b - 3)) & 7) + 1;
+}
+
+static inline size_t _tess_bin_size(size_t bin) {
+  if (bin <= 8) return bin * 16;
+  size_t b = (bin - 1) / 8 + 6, sub = (bin - 1) % 8;
+  return ((size_t)1 << b) + (sub + 1) * ((size_t)1 << (b - 3));
+}
+
+/* ---- the segment map ------------------------------------------------------ */
+
+extern _Atomic(uint8_t) _tess_segmap[TESS_SEGMAP_ENTRIES];
+
+static inline uint8_t _tess_segmap_get(uintptr_t addr) {
+  uintptr_t i = addr >> TESS_SEGMENT_SHIFT;
+  if (tess_unlikely(i >= TESS_SEGMAP_ENTRIES)) return TESS_SEGMAP_NONE;
+  return atomic_load_explicit(&_tess_segmap[i], memory_order_relaxed);
+}
+
+static inline void _tess_segmap_set(uintptr_t addr, uint8_t v) {
+  atomic_store_explicit(&_tess_segmap[addr >> TESS_SEGMENT_SHIFT], v, memory_order_release);
+}
+
+static inline tess_segment_t* _tess_segment_of(const void* p) {
+  return (tess_segment_t*)((uintptr_t)p & ~TESS_SEGMENT_MASK);
+}
+
+/* The span head of the slice holding p (p inside a normal segment). */
+static inline tess_page_t* _tess_page_of(tess_segment_t* seg, const void* p) {
+  size_t idx = ((uintptr_t)p - (uintptr_t)seg) >> TESS_SLICE_SHIFT;
+  tess_page_t* slice = &seg->slices[idx];
+  return (tess_page_t*)((uint8_t*)slice - slice->slice_offset);
+}
+
+static inline uint8_t* _tess_slice_start(tess_segment_t* seg, tess_page_t* slice) {
+  return (uint8_t*)seg + ((size_t)(slice - seg->slices) << TESS_SLICE_SHIFT);
+}
+
+/* ---- free-list links ------------------------------------------------------ */
+
+static inline tess_block_t* _tess_link_decode(const tess_page_t* page, uintptr_t v) {
+  return (tess_block_t*)(v ^ page->key);
+}
+static inline uintptr_t _tess_link_encode(const tess_page_t* page, const tess_block_t* b) {
+  return (uintptr_t)b ^ page->key;
+}
+
+/* ---- a small lock (critical sections are short and make no system call) - */
+
+typedef struct tess_lock_s {
+  _Atomic(int) held;
+} tess_lock_t;
+
+static inline void _tess_lock(tess_lock_t* l) {
+  for (int spins = 0;; spins++) {
+    if (!atomic_exchange_explicit(&l->held, 1, memory_order_acquire)) return;
+    while (atomic_load_explicit(&l->held, memory_order_relaxed)) {
+      if (spins++ < 64) __builtin_ia32_pause();
+      else _tess_prim_yield();
+    }
+  }
+}
+static inline void _tess_unlock(tess_lock_t* l) {
+  atomic_store_explicit(&l->held, 0, memory_order_release);
+}
+static inline bool _tess_lock_is_held(tess_lock_t* l) {
+  return atomic_load_explicit(&l->held, memory_order_relaxed) != 0;
+}
+
+/* ---- the thread's heap ----------------------------------------------------- */
+
+/* Every thread starts on the empty heap (all direct entries point to the
+ * empty page), so the fast path needs no initialisation check: it fails over
+ * to the slow path, which gives the thread a real heap. */
+extern __thread tess_heap_t* _tess_heap_tls __attribute__((tls_model("initial-exec")));
+extern tess_heap_t _tess_heap_empty;
+extern tess_page_t _tess_page_empty;
+
+static inline tess_heap_t* _tess_heap_get(void) { return _tess_heap_tls; }
+
+/* heap.c */
+tess_heap_t* _tess_heap_init_thread(void);      /* give this thread a heap */
+void _tess_heap_thread_done(void* heap);        /* thread exit: abandon it */
+void _tess_heap_drain_remote(tess_heap_t* heap);
+void _tess_heap_scavenge_abandoned(void);       /* clean one abandoned heap */
+void _tess_heap_fork_child(void);
+size_t _tess_heap_count(void);
+
+/* page.c */
+void* _tess_page_malloc_slow(tess_heap_t* heap, size_t size);
+void _tess_page_collect(tess_page_t* page);
+void _tess_page_retire(tess_heap_t* heap, tess_page_t* page);
+void _tess_page_unfull(tess_heap_t* heap, tess_page_t* page);
+void _tess_heap_release_pages(tess_heap_t* heap, bool all_empty);
+void _tess_page_queue_remove(tess_heap_t* heap, tess_page_t* page);
+tess_page_queue_t* _tess_page_queue_of(tess_heap_t* heap, tess_page_t* page);
+
+/* segment.c: the arena */
+tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* is_zero);
+void _tess_arena_span_free(tess_page_t* page);
+void* _tess_arena_large_alloc(size_t size);
+void* _tess_huge_alloc(size_t size, size_t alignment, bool zero);
+void _tess_huge_free(tess_segment_t* seg);
+void* _tess_huge_realloc(tess_segment_t* seg, size_t size);
+tess_segment_t* _tess_huge_segment_of(const void* p, uint8_t map_value);
+void _tess_arena_purge(bool force);
+void _tess_arena_maybe_purge(void);
+void _tess_arena_fork_child(void);
+
+/* os.c: mappings and the counters behind statistics */
+typedef struct tess_os_counters_s {
+  _Atomic(size_t) mapped;
+  _Atomic(size_t) committed;
+  _Atomic(size_t) committed_peak;
+  _Atomic(size_t) purged;
+  _Atomic(size_t) mmap_calls;
+  _Atomic(size_t) munmap_calls;
+  _Atomic(size_t) huge_count;
+  _Atomic(size_t) huge_bytes;
+  _Atomic(size_t) large_bytes;
+  _Atomic(size_t) segments;
+  _Atomic(size_t) pages_in_use_bytes;
+} tess_os_counters_t;
+extern tess_os_counters_t _tess_os;
+
+void* _tess_os_map_aligned(size_t size, size_t alignment, uint8_t** map_base, size_t* mapped);
+void _tess_os_unmap(void* base, size_t size);
+void _tess_os_purge(void* p, size_t size);
+void _tess_os_committed_add(size_t n);
+void _tess_os_committed_sub(size_t n);
+
+/* init.c */
+extern _Atomic(int) _tess_init_state; /* 0 none, 1 running, 2 done */
+void _tess_process_init(void);
+
+/* alloc.c / free.c internals used by override.c and each other */
+void* _tess_malloc_generic(size_t size, bool zero);
+void* _tess_aligned_generic(size_t alignment, size_t size, bool zero);
+void _tess_free_generic(void* p, const char* call);
+size_t _tess_usable_size_checked(const void* p, const char* call);
+TESS_COLD void* _tess_fail_enomem(void);
+
+/* stats.c */
+void _tess_stats_print_fd(int fd, bool json);
+void _tess_stats_append_json(const char* path);
+
+/* debug.c */
+bool _tess_heap_is_valid(tess_heap_t* heap);
+bool _tess_page_is_valid(tess_page_t* page);
+bool _tess_arena_is_valid(void);
+
+#endif /* TESS_INTERNAL_H */

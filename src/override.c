@@ -1,0 +1,262 @@
+/* override.c - the standard names.  Each is a thin shim over the tess_
+ * implementation: the fast paths are inlined here from alloc_inline.h, so
+ * `malloc` costs what `tess_malloc` costs.
+ *
+ * Exported, for LD_PRELOAD and linking: the C and POSIX set, glibc's
+ * extensions and __libc_* entry points, C23 free_sized, the mallinfo family,
+ * and C++ operator new/delete in every form.  For static linking the file
+ * also defines every other name glibc's malloc.o defines (__malloc,
+ * __malloc_fork_lock_parent, ...): were one missing, the linker would pull
+ * malloc.o from libc.a and fail with "multiple definition".
+ */
+#define _GNU_SOURCE
+#include "alloc_inline.h"
+
+#include <malloc.h>
+#include <stdlib.h>
+#include <tessera.h>
+
+#define TESS_EXPORT __attribute__((visibility("default")))
+
+/* ---- the C standard set -------------------------------------------------- */
+
+TESS_EXPORT void* malloc(size_t size) { return _tess_malloc_inline(size); }
+TESS_EXPORT void free(void* p) { _tess_free_inline(p, "free"); }
+TESS_EXPORT void* calloc(size_t n, size_t size) { return tess_calloc(n, size); }
+TESS_EXPORT void* realloc(void* p, size_t size) { return tess_realloc(p, size); }
+TESS_EXPORT void* reallocarray(void* p, size_t n, size_t size) { return tess_reallocarray(p, n, size); }
+TESS_EXPORT void* aligned_alloc(size_t alignment, size_t size) { return tess_aligned_alloc(alignment, size); }
+TESS_EXPORT int posix_memalign(void** out, size_t alignment, size_t size) {
+  return tess_posix_memalign(out, alignment, size);
+}
+TESS_EXPORT size_t malloc_usable_size(void* p) { return tess_usable_size(p); }
+TESS_EXPORT void free_sized(void* p, size_t size) { tess_free_sized(p, size); }
+TESS_EXPORT void free_aligned_sized(void* p, size_t alignment, size_t size) {
+  tess_free_aligned_sized(p, alignment, size);
+}
+TESS_EXPORT void cfree(void* p) { _tess_free_inline(p, "cfree"); }
+
+/* glibc's memalign takes any alignment: not a power of two is rounded up. */
+TESS_EXPORT void* memalign(size_t alignment, size_t size) {
+  if (alignment > ((size_t)1 << 63)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (alignment != 0 && (alignment & (alignment - 1)) != 0) alignment = (size_t)1 << (64 - __builtin_clzl(alignment));
+  return _tess_aligned_generic(alignment, size, false);
+}
+
+TESS_EXPORT void* valloc(size_t size) { return _tess_aligned_generic(TESS_OS_PAGE_SIZE, size, false); }
+
+/* pvalloc: page aligned, size rounded up to whole pages (one for 0). */
+TESS_EXPORT void* pvalloc(size_t size) {
+  size_t rounded = (size + TESS_OS_PAGE_SIZE - 1) & ~(size_t)(TESS_OS_PAGE_SIZE - 1);
+  if (rounded < size) return _tess_fail_enomem();
+  if (rounded == 0) rounded = TESS_OS_PAGE_SIZE;
+  return _tess_aligned_generic(TESS_OS_PAGE_SIZE, rounded, false);
+}
+
+/* ---- glibc's tuning and introspection ------------------------------------- */
+
+/* Every parameter glibc knows is accepted (1); tessera tunes itself, so
+ * they change nothing.  Unknown ones are refused (0), as glibc does. */
+TESS_EXPORT int mallopt(int param, int value) {
+  (void)value;
+  switch (param) {
+  case M_MXFAST: case M_TRIM_THRESHOLD: case M_TOP_PAD: case M_MMAP_THRESHOLD: case M_MMAP_MAX:
+  case M_CHECK_ACTION: case M_PERTURB: case M_ARENA_TEST: case M_ARENA_MAX:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+TESS_EXPORT int malloc_trim(size_t pad) {
+  (void)pad;
+  return tess_trim();
+}
+
+TESS_EXPORT struct mallinfo2 mallinfo2(void) {
+  tess_stats_t s;
+  tess_stats_get(&s);
+  struct mallinfo2 mi;
+  memset(&mi, 0, sizeof mi);
+  size_t in_pages = s.in_use - s.huge_bytes;
+  mi.arena = s.mapped - s.huge_bytes;       /* bytes in segments           */
+  mi.hblks = s.huge_count;                  /* blocks with their own mmap  */
+  mi.hblkhd = s.huge_bytes;
+  mi.uordblks = in_pages;                   /* segment bytes in use        */
+  mi.fordblks = mi.arena > in_pages ? mi.arena - in_pages : 0;
+  mi.ordblks = mi.fordblks != 0;
+  mi.usmblks = s.resident_max;
+  return mi;
+}
+
+static int clamp_int(size_t v) { return v > (size_t)__INT_MAX__ ? __INT_MAX__ : (int)v; }
+
+TESS_EXPORT struct mallinfo mallinfo(void) {
+  struct mallinfo2 m2 = mallinfo2();
+  struct mallinfo mi;
+  mi.arena = clamp_int(m2.arena);
+  mi.ordblks = clamp_int(m2.ordblks);
+  mi.smblks = clamp_int(m2.smblks);
+  mi.hblks = clamp_int(m2.hblks);
+  mi.hblkhd = clamp_int(m2.hblkhd);
+  mi.usmblks = clamp_int(m2.usmblks);
+  mi.fsmblks = clamp_int(m2.fsmblks);
+  mi.uordblks = clamp_int(m2.uordblks);
+  mi.fordblks = clamp_int(m2.fordblks);
+  mi.keepcost = clamp_int(m2.keepcost);
+  return mi;
+}
+
+TESS_EXPORT void malloc_stats(void) {
+  struct mallinfo2 mi = mallinfo2();
+  char buf[512];
+  int n = _tess_format(buf, sizeof buf,
+                       "Arena 0:\nsystem bytes     = %zu\nin use bytes     = %zu\n"
+                       "Total (incl. mmap):\nsystem bytes     = %zu\nin use bytes     = %zu\n"
+                       "max mmap regions = %zu\nmax mmap bytes   = %zu\n",
+                       mi.arena, mi.uordblks, mi.arena + mi.hblkhd, mi.uordblks + mi.hblkhd, mi.hblks, mi.hblkhd);
+  _tess_prim_write_stderr(buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+  _tess_stats_print_fd(2, false);
+}
+
+TESS_EXPORT int malloc_info(int options, FILE* out) {
+  if (options != 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  tess_stats_t s;
+  tess_stats_get(&s);
+  fprintf(out,
+          "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n</sizes>\n"
+          "<total type=\"fast\" count=\"0\" size=\"0\"/>\n"
+          "<total type=\"rest\" count=\"0\" size=\"%zu\"/>\n"
+          "<system type=\"current\" size=\"%zu\"/>\n<system type=\"max\" size=\"%zu\"/>\n"
+          "<aspace type=\"total\" size=\"%zu\"/>\n<aspace type=\"mprotect\" size=\"%zu\"/>\n</heap>\n"
+          "<total type=\"fast\" count=\"0\" size=\"0\"/>\n"
+          "<total type=\"rest\" count=\"0\" size=\"%zu\"/>\n"
+          "<total type=\"mmap\" count=\"%zu\" size=\"%zu\"/>\n"
+          "<system type=\"current\" size=\"%zu\"/>\n<system type=\"max\" size=\"%zu\"/>\n"
+          "<aspace type=\"total\" size=\"%zu\"/>\n<aspace type=\"mprotect\" size=\"%zu\"/>\n</malloc>\n",
+          s.mapped - s.huge_bytes - (s.in_use - s.huge_bytes), s.committed, s.resident_max, s.mapped, s.mapped,
+          s.mapped - s.in_use, s.huge_count, s.huge_bytes, s.committed, s.resident_max, s.mapped, s.mapped);
+  return 0;
+}
+
+/* ---- glibc's own entry points ---------------------------------------------- */
+
+#define TESS_ALIAS(name, target) TESS_EXPORT __typeof__(target) name __attribute__((alias(#target)));
+
+TESS_ALIAS(__libc_malloc, malloc)
+TESS_ALIAS(__libc_free, free)
+TESS_ALIAS(__libc_calloc, calloc)
+TESS_ALIAS(__libc_realloc, realloc)
+TESS_ALIAS(__libc_memalign, memalign)
+TESS_ALIAS(__libc_valloc, valloc)
+TESS_ALIAS(__libc_pvalloc, pvalloc)
+TESS_ALIAS(__posix_memalign, posix_memalign)
+TESS_ALIAS(__libc_mallinfo, mallinfo)
+TESS_ALIAS(__libc_mallinfo2, mallinfo2)
+TESS_ALIAS(__libc_mallopt, mallopt)
+/* The rest of malloc.o's names, for static links. */
+TESS_ALIAS(__malloc, malloc)
+TESS_ALIAS(__free, free)
+TESS_ALIAS(__calloc, calloc)
+TESS_ALIAS(__realloc, realloc)
+TESS_ALIAS(__memalign, memalign)
+TESS_ALIAS(__valloc, valloc)
+TESS_ALIAS(__pvalloc, pvalloc)
+TESS_ALIAS(__malloc_usable_size, malloc_usable_size)
+TESS_ALIAS(__mallopt, mallopt)
+TESS_ALIAS(__mallinfo, mallinfo)
+TESS_ALIAS(__mallinfo2, mallinfo2)
+TESS_ALIAS(__malloc_trim, malloc_trim)
+TESS_ALIAS(__malloc_stats, malloc_stats)
+TESS_ALIAS(__malloc_info, malloc_info)
+
+/* glibc's fork calls these around fork() in static programs.  tessera takes
+ * no lock across fork (see segment.c); its child handler is registered with
+ * pthread_atfork and runs in static programs too. */
+TESS_EXPORT void __malloc_fork_lock_parent(void) {}
+TESS_EXPORT void __malloc_fork_unlock_parent(void) {}
+TESS_EXPORT void __malloc_fork_unlock_child(void) {}
+/* Called at thread exit in static programs; the thread-exit key does it. */
+TESS_EXPORT void __malloc_arena_thread_freeres(void) {}
+/* glibc's sbrk-based heap grower: tessera never grows the break. */
+TESS_EXPORT void* __glibc_morecore(ptrdiff_t increment) {
+  (void)increment;
+  return NULL;
+}
+
+/* ---- C++ operator new and delete --------------------------------------------
+ * Written in C with their mangled names, so a C program that preloads
+ * tessera does not pull in libstdc++.  On failure, operator new follows the
+ * standard: call the new-handler until it gives up, then throw
+ * std::bad_alloc (nothrow forms return NULL).  Both hooks are weak: they
+ * exist whenever a C++ program, and so libstdc++, is present. */
+
+typedef void (*tess_new_handler_t)(void);
+extern tess_new_handler_t _ZSt15get_new_handlerv(void) __attribute__((weak));
+extern void _ZSt17__throw_bad_allocv(void) __attribute__((weak, noreturn));
+
+TESS_COLD static void* new_failed(size_t size, size_t alignment, bool nothrow) {
+  for (;;) {
+    tess_new_handler_t handler = _ZSt15get_new_handlerv != NULL ? _ZSt15get_new_handlerv() : NULL;
+    if (handler == NULL) {
+      if (nothrow) return NULL;
+      if (_ZSt17__throw_bad_allocv != NULL) _ZSt17__throw_bad_allocv();
+      _tess_error("operator new", NULL, "out of memory, and std::bad_alloc cannot be thrown");
+    }
+    handler();
+    void* p = alignment > TESS_ALIGN ? _tess_aligned_generic(alignment, size, false) : _tess_malloc_inline(size);
+    if (p != NULL) return p;
+  }
+}
+
+static inline void* new_plain(size_t size, bool nothrow) {
+  void* p = _tess_malloc_inline(size);
+  return tess_likely(p != NULL) ? p : new_failed(size, 0, nothrow);
+}
+
+static inline void* new_aligned(size_t size, size_t alignment, bool nothrow) {
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
+    if (nothrow) return NULL;
+    return new_failed(SIZE_MAX, 0, false);
+  }
+  void* p = _tess_aligned_generic(alignment, size, false);
+  return tess_likely(p != NULL) ? p : new_failed(size, alignment, nothrow);
+}
+
+typedef struct tess_nothrow_s tess_nothrow_t;
+
+TESS_EXPORT void* _Znwm(size_t size) { return new_plain(size, false); }
+TESS_EXPORT void* _Znam(size_t size) { return new_plain(size, false); }
+TESS_EXPORT void* _ZnwmRKSt9nothrow_t(size_t size, const tess_nothrow_t* nt) { return new_plain(size, true); }
+TESS_EXPORT void* _ZnamRKSt9nothrow_t(size_t size, const tess_nothrow_t* nt) { return new_plain(size, true); }
+TESS_EXPORT void* _ZnwmSt11align_val_t(size_t size, size_t al) { return new_aligned(size, al, false); }
+TESS_EXPORT void* _ZnamSt11align_val_t(size_t size, size_t al) { return new_aligned(size, al, false); }
+TESS_EXPORT void* _ZnwmSt11align_val_tRKSt9nothrow_t(size_t size, size_t al, const tess_nothrow_t* nt) {
+  return new_aligned(size, al, true);
+}
+TESS_EXPORT void* _ZnamSt11align_val_tRKSt9nothrow_t(size_t size, size_t al, const tess_nothrow_t* nt) {
+  return new_aligned(size, al, true);
+}
+
+TESS_EXPORT void _ZdlPv(void* p) { _tess_free_inline(p, "operator delete"); }
+TESS_EXPORT void _ZdaPv(void* p) { _tess_free_inline(p, "operator delete[]"); }
+TESS_EXPORT void _ZdlPvm(void* p, size_t size) { _tess_free_inline(p, "operator delete"); }
+TESS_EXPORT void _ZdaPvm(void* p, size_t size) { _tess_free_inline(p, "operator delete[]"); }
+TESS_EXPORT void _ZdlPvRKSt9nothrow_t(void* p, const tess_nothrow_t* nt) { _tess_free_inline(p, "operator delete"); }
+TESS_EXPORT void _ZdaPvRKSt9nothrow_t(void* p, const tess_nothrow_t* nt) { _tess_free_inline(p, "operator delete[]"); }
+TESS_EXPORT void _ZdlPvSt11align_val_t(void* p, size_t al) { _tess_free_inline(p, "operator delete"); }
+TESS_EXPORT void _ZdaPvSt11align_val_t(void* p, size_t al) { _tess_free_inline(p, "operator delete[]"); }
+TESS_EXPORT void _ZdlPvmSt11align_val_t(void* p, size_t size, size_t al) { _tess_free_inline(p, "operator delete"); }
+TESS_EXPORT void _ZdaPvmSt11align_val_t(void* p, size_t size, size_t al) { _tess_free_inline(p, "operator delete[]"); }
+TESS_EXPORT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void* p, size_t al, const tess_nothrow_t* nt) {
+  _tess_free_inline(p, "operator delete");
+}
+TESS_EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void* p, size_t al, const tess_nothrow_t* nt) {
+  _tess_free_inline(p, "operator delete[]");
+}

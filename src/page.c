@@ -1,0 +1,286 @@
+/* page.c - pages of small and medium blocks: carving blocks lazily, merging
+ * the three free lists, moving pages between a heap's queues and its full
+ * list, and giving empty pages back to the arena.  This is the slow path of
+ * malloc for sizes up to TESS_MEDIUM_MAX.  Every function here runs on the
+ * heap's owner thread (or on a thread that has claimed an abandoned heap),
+ * so a heap's queues need no lock; only page->xthread_free and
+ * heap->remote_pages are shared, and they are changed atomically.
+ *
+ * The three lists of a page:
+ *   free         blocks malloc pops (owner only)
+ *   local_free   blocks the owner freed since the last collect (owner only)
+ *   xthread_free blocks other threads freed (pushed with CAS, taken with CAS)
+ * Separate lists keep the fast paths free of atomics and let the owner take
+ * a whole batch of remote frees with one atomic operation.
+ */
+#include "internal.h"
+
+/* ---- queues ------------------------------------------------------------------ */
+
+tess_page_queue_t* _tess_page_queue_of(tess_heap_t* heap, tess_page_t* page) {
+  return page->in_full ? &heap->full : &heap->queues[page->bin];
+}
+
+/* heap->direct[i] serves sizes (16(i-1), 16i]; keep the slots of `bin`
+ * pointing at the first page of its queue. */
+static void direct_update(tess_heap_t* heap, size_t bin) {
+  if (_tess_bin_size(bin) > TESS_DIRECT_MAX) return;
+  tess_page_t* first = heap->queues[bin].first;
+  if (first == NULL) first = &_tess_page_empty;
+  size_t lo = bin == 1 ? 0 : _tess_bin_size(bin - 1) / TESS_ALIGN + 1;
+  size_t hi = _tess_bin_size(bin) / TESS_ALIGN;
+  for (size_t i = lo; i <= hi; i++) heap->direct[i] = first;
+}
+
+static void queue_push_front(tess_heap_t* heap, tess_page_queue_t* q, tess_page_t* page) {
+  page->prev = NULL;
+  page->next = q->first;
+  if (q->first) q->first->prev = page;
+  else q->last = page;
+  q->first = page;
+  if (!page->in_full) direct_update(heap, page->bin);
+}
+
+static void queue_push_back(tess_heap_t* heap, tess_page_queue_t* q, tess_page_t* page) {
+  page->next = NULL;
+  page->prev = q->last;
+  if (q->last) q->last->next = page;
+  else q->first = page;
+  q->last = page;
+  if (!page->in_full && q->first == page) direct_update(heap, page->bin);
+}
+
+void _tess_page_queue_remove(tess_heap_t* heap, tess_page_t* page) {
+  tess_page_queue_t* q = _tess_page_queue_of(heap, page);
+  bool was_first = q->first == page;
+  if (page->prev) page->prev->next = page->next;
+  else q->first = page->next;
+  if (page->next) page->next->prev = page->prev;
+  else q->last = page->prev;
+  page->next = page->prev = NULL;
+  if (was_first && !page->in_full) direct_update(heap, page->bin);
+}
+
+/* ---- a page's life ------------------------------------------------------------ */
+
+static uint64_t next_key(tess_heap_t* heap) {
+  uint64_t x = heap->rng; /* xorshift64 */
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  heap->rng = x;
+  return x | 1; /* never 0, so a zero word never decodes to a link */
+}
+
+static void page_init(tess_heap_t* heap, tess_page_t* page, size_t bin, bool is_zero) {
+  tess_segment_t* seg = _tess_segment_of(page);
+  size_t bsize = _tess_bin_size(bin);
+  size_t bytes = (size_t)page->slice_count << TESS_SLICE_SHIFT;
+  page->start = _tess_slice_start(seg, page);
+  page->block_size = (uint32_t)bsize;
+  page->reserved = (uint32_t)(bytes / bsize);
+  page->area = 0; /* grows with capacity: never-carved blocks are not blocks */
+  page->div_magic = UINT64_MAX / bsize + 1;
+  page->key = next_key(heap);
+  page->bin = (uint8_t)bin;
+  page->free = page->local_free = NULL;
+  page->used = page->capacity = 0;
+  page->in_full = 0;
+  page->is_zero = is_zero;
+  atomic_store_explicit(&page->xthread_free, 0, memory_order_relaxed);
+  page->heap = (uintptr_t)heap;
+}
+
+/* Carve the next blocks onto the empty free list: as many as fit in 4 KiB
+ * (at least one), so a new page touches memory only as it is used. */
+static void page_extend(tess_page_t* page) {
+  tess_assert(page->free == NULL && page->capacity < page->reserved);
+  size_t bsize = page->block_size;
+  size_t n = TESS_OS_PAGE_SIZE / bsize;
+  if (n == 0) n = 1;
+  if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
+  uint8_t* first = page->start + (size_t)page->capacity * bsize;
+  uint8_t* p = first;
+  for (size_t i = 0; i + 1 < n; i++, p += bsize) {
+    ((tess_block_t*)p)->next = _tess_link_encode(page, (tess_block_t*)(p + bsize));
+  }
+  ((tess_block_t*)p)->next = _tess_link_encode(page, NULL);
+  page->free = (tess_block_t*)first;
+  page->capacity += (uint32_t)n;
+  page->area = page->capacity * (uint32_t)bsize;
+}
+
+/* Move other threads' frees and the owner's frees onto the free list. */
+void _tess_page_collect(tess_page_t* page) {
+  uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+  if ((x & ~TESS_XFREE_STATE_MASK) != 0) {
+    while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &x, x & TESS_XFREE_STATE_MASK,
+                                                  memory_order_acquire, memory_order_relaxed)) {
+    }
+    tess_block_t* head = (tess_block_t*)(x & ~TESS_XFREE_STATE_MASK);
+    tess_block_t* tail = head;
+    uint32_t count = 1;
+    for (tess_block_t* next; (next = _tess_link_decode(page, tail->next)) != NULL; tail = next) {
+      /* a block freed twice by other threads makes a cycle here */
+      if (++count > page->used) _tess_error("free", next, "double free (detected later, from another thread)");
+    }
+    if (count > page->used) _tess_error("free", head, "double free (detected later, from another thread)");
+    page->used -= count;
+    tail->next = _tess_link_encode(page, page->local_free);
+    page->local_free = head;
+  }
+  if (page->free == NULL && page->local_free != NULL) {
+    page->free = page->local_free;
+    page->local_free = NULL;
+  }
+}
+
+static uintptr_t xfree_state(tess_page_t* page) {
+  return atomic_load_explicit(&page->xthread_free, memory_order_acquire) & TESS_XFREE_STATE_MASK;
+}
+
+/* Give an empty page's span back to the arena. */
+static void page_free(tess_heap_t* heap, tess_page_t* page) {
+  tess_assert(page->used == 0 && xfree_state(page) == TESS_XFREE_NORMAL);
+  _tess_page_queue_remove(heap, page);
+  if (page->kind == TESS_PAGE_SMALL) heap->pages_small--;
+  else heap->pages_medium--;
+  atomic_fetch_sub_explicit(&_tess_os.pages_in_use_bytes, (size_t)page->slice_count << TESS_SLICE_SHIFT,
+                            memory_order_relaxed);
+  page->heap = 0;
+  page->free = page->local_free = NULL;
+  _tess_arena_span_free(page);
+}
+
+/* A page's last block came back.  Keep it if it is the only page of its
+ * class (so a malloc/free loop at a page boundary does not map and unmap);
+ * keep it too while other threads' frees may still name it
+ * (xthread state not NORMAL: it is, or is about to be, on remote_pages). */
+void _tess_page_retire(tess_heap_t* heap, tess_page_t* page) {
+  if (page->in_full) _tess_page_unfull(heap, page);
+  if (xfree_state(page) != TESS_XFREE_NORMAL) return;
+  tess_page_queue_t* q = &heap->queues[page->bin];
+  if (q->first == page && page->next == NULL) return;
+  page_free(heap, page);
+}
+
+/* The page has no free block: park it on the full list, where mallocs do
+ * not look, and ask the next remote free to tell us (state FULL).  Fails,
+ * returning false, if remote frees arrived meanwhile. */
+static bool page_mark_full(tess_heap_t* heap, tess_page_t* page) {
+  uintptr_t expect = TESS_XFREE_NORMAL;
+  if (!atomic_compare_exchange_strong_explicit(&page->xthread_free, &expect, TESS_XFREE_FULL,
+                                               memory_order_acq_rel, memory_order_relaxed)) {
+    return false;
+  }
+  _tess_page_queue_remove(heap, page);
+  page->in_full = 1;
+  page->heap = (uintptr_t)heap | TESS_HEAP_TAG_FULL;
+  queue_push_back(heap, &heap->full, page);
+  return true;
+}
+
+/* Back from the full list to its class queue. */
+void _tess_page_unfull(tess_heap_t* heap, tess_page_t* page) {
+  tess_assert(page->in_full);
+  _tess_page_queue_remove(heap, page);
+  page->in_full = 0;
+  page->heap = (uintptr_t)heap;
+  uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+  while ((x & TESS_XFREE_STATE_MASK) == TESS_XFREE_FULL &&
+         !atomic_compare_exchange_weak_explicit(&page->xthread_free, &x, x & ~TESS_XFREE_STATE_MASK,
+                                                memory_order_acq_rel, memory_order_relaxed)) {
+  }
+  queue_push_back(heap, &heap->queues[page->bin], page);
+}
+
+/* ---- the slow path of malloc ------------------------------------------------------ */
+
+static void* page_pop(tess_page_t* page) {
+  tess_block_t* b = page->free;
+  page->free = _tess_link_decode(page, b->next);
+  page->used++;
+  b->next = 0;
+  return b;
+}
+
+/* A page of `bin` with a free block at the front of its queue, or NULL. */
+static tess_page_t* queue_find_free(tess_heap_t* heap, size_t bin) {
+  tess_page_queue_t* q = &heap->queues[bin];
+  tess_page_t* page = q->first;
+  while (page != NULL) {
+    tess_page_t* next = page->next;
+    _tess_page_collect(page);
+    if (page->free == NULL && page->capacity < page->reserved) page_extend(page);
+    if (page->free != NULL) {
+      if (q->first != page) {
+        _tess_page_queue_remove(heap, page);
+        queue_push_front(heap, q, page);
+      }
+      return page;
+    }
+    if (!page_mark_full(heap, page) &&
+        (atomic_load_explicit(&page->xthread_free, memory_order_acquire) & ~TESS_XFREE_STATE_MASK) != 0) {
+      continue; /* remote frees arrived meanwhile: take them */
+    }
+    /* else full; or on its way to remote_pages (NOTIFIED): left in the
+     * queue until the drain puts it right */
+    page = next;
+  }
+  return NULL;
+}
+
+static tess_page_t* page_fresh(tess_heap_t* heap, size_t bin) {
+  bool small = bin <= TESS_BIN_SMALL_LAST;
+  size_t slices = small ? 1 : TESS_MEDIUM_PAGE_SLICES;
+  bool is_zero;
+  tess_page_t* page = _tess_arena_span_alloc(slices, small ? TESS_PAGE_SMALL : TESS_PAGE_MEDIUM, &is_zero);
+  if (page == NULL) return NULL;
+  page_init(heap, page, bin, is_zero);
+  if (small) heap->pages_small++;
+  else heap->pages_medium++;
+  atomic_fetch_add_explicit(&_tess_os.pages_in_use_bytes, slices << TESS_SLICE_SHIFT, memory_order_relaxed);
+  page_extend(page);
+  queue_push_front(heap, &heap->queues[bin], page);
+  return page;
+}
+
+/* malloc for a small or medium size when the fast path found no block. */
+void* _tess_page_malloc_slow(tess_heap_t* heap, size_t size) {
+  size_t bin = _tess_bin(size);
+  tess_assert(bin <= TESS_BIN_MEDIUM_LAST);
+  if (atomic_load_explicit(&heap->remote_pages, memory_order_relaxed) != NULL) _tess_heap_drain_remote(heap);
+  tess_page_t* page = queue_find_free(heap, bin);
+  if (page == NULL) {
+    /* About to take memory from the arena: first let time-based purging
+     * run, and reclaim what exited threads left behind. */
+    _tess_arena_maybe_purge();
+    _tess_heap_scavenge_abandoned();
+    page = page_fresh(heap, bin);
+    if (page == NULL) return NULL;
+  }
+  return page_pop(page);
+}
+
+/* Collect every page of the heap and give the empty ones back; with
+ * `all_empty`, also the last empty page of each class (thread exit, trim). */
+void _tess_heap_release_pages(tess_heap_t* heap, bool all_empty) {
+  _tess_heap_drain_remote(heap);
+  tess_page_t* page;
+  tess_page_t* next;
+  for (page = heap->full.first; page != NULL; page = next) {
+    next = page->next;
+    _tess_page_collect(page);
+    if (page->free != NULL || page->local_free != NULL) _tess_page_unfull(heap, page);
+  }
+  for (size_t bin = 1; bin <= TESS_BIN_MEDIUM_LAST; bin++) {
+    for (page = heap->queues[bin].first; page != NULL; page = next) {
+      next = page->next;
+      _tess_page_collect(page);
+      if (page->used != 0 || xfree_state(page) != TESS_XFREE_NORMAL) continue;
+      tess_page_queue_t* q = &heap->queues[bin];
+      if (!all_empty && q->first == page && page->next == NULL) continue;
+      page_free(heap, page);
+    }
+  }
+}

@@ -1,0 +1,65 @@
+/* prim.h - the OS primitives: every system call tessera makes goes through
+ * this interface, implemented once per OS (prim_linux.c).  Nothing here
+ * allocates, takes a lock or reads tessera state; each call may be made at
+ * any time, including before initialisation, in a forked child, and from a
+ * signal handler.  Errors come back as an `int` errno value (0 = success).
+ */
+#ifndef TESS_PRIM_H
+#define TESS_PRIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Map `size` bytes (a multiple of the OS page) of fresh zeroed read-write
+ * memory near `hint` (may be NULL).  *out is set on success. */
+int _tess_prim_map(void* hint, size_t size, void** out);
+
+/* Reserve `size` bytes of address space with no access. */
+int _tess_prim_reserve(size_t size, void** out);
+
+/* Unmap [p, p+size); both OS-page aligned. */
+int _tess_prim_unmap(void* p, size_t size);
+
+/* Give the pages of [p, p+size) back to the OS, keeping the range mapped:
+ * later reads see zeros.  Both OS-page aligned. */
+int _tess_prim_purge(void* p, size_t size);
+
+/* Resize the mapping at p from old_size to new_size.  With `fixed`, move it
+ * to exactly `dest` (a reserved range of new_size bytes); without, only grow
+ * or shrink in place. */
+int _tess_prim_remap(void* p, size_t old_size, size_t new_size, void* dest, bool fixed);
+
+/* Milliseconds of a monotonic clock (coarse: a few ms resolution). */
+uint64_t _tess_prim_clock_ms(void);
+
+/* 64 bits of randomness from the OS, or from the clock and address space
+ * layout when the OS has none to give. */
+uint64_t _tess_prim_random(void);
+
+/* Write all of buf to standard error, ignoring failure (no allocation). */
+void _tess_prim_write_stderr(const char* buf, size_t len);
+
+/* Append buf to the file at path (created 0644), one write. */
+int _tess_prim_append_file(const char* path, const char* buf, size_t len);
+
+/* Value of environment variable `name`, or NULL; no allocation. */
+const char* _tess_prim_getenv(const char* name);
+
+/* The process id, and the program name (from /proc/self/comm). */
+int _tess_prim_getpid(void);
+void _tess_prim_program_name(char* buf, size_t size);
+
+/* Register handlers run in the child after fork, and at thread exit
+ * (`thread_done(arg)` with the value given to _tess_prim_thread_set). */
+int _tess_prim_atfork(void (*child)(void));
+int _tess_prim_thread_key_create(void (*thread_done)(void*));
+void _tess_prim_thread_set(void* value);
+
+/* Yield the CPU (lock back-off). */
+void _tess_prim_yield(void);
+
+/* Abort the process with SIGABRT, without allocating. */
+__attribute__((noreturn)) void _tess_prim_abort(void);
+
+#endif /* TESS_PRIM_H */

@@ -1,0 +1,131 @@
+/* prim_linux.c - the OS primitives for Linux (see prim.h for the contract).
+ * The only file that makes system calls. */
+#define _GNU_SOURCE
+#include "prim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char** environ;
+
+int _tess_prim_map(void* hint, size_t size, void** out) {
+  void* p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return errno ? errno : ENOMEM;
+  *out = p;
+  return 0;
+}
+
+int _tess_prim_reserve(size_t size, void** out) {
+  void* p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return errno ? errno : ENOMEM;
+  *out = p;
+  return 0;
+}
+
+int _tess_prim_unmap(void* p, size_t size) {
+  return munmap(p, size) == 0 ? 0 : errno;
+}
+
+int _tess_prim_purge(void* p, size_t size) {
+  return madvise(p, size, MADV_DONTNEED) == 0 ? 0 : errno;
+}
+
+int _tess_prim_remap(void* p, size_t old_size, size_t new_size, void* dest, bool fixed) {
+  void* q = fixed ? mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest)
+                  : mremap(p, old_size, new_size, 0);
+  if (q == MAP_FAILED) return errno ? errno : ENOMEM;
+  return 0;
+}
+
+uint64_t _tess_prim_clock_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t _tess_prim_random(void) {
+  uint64_t r = 0;
+  if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    r = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)&r;
+  }
+  return r;
+}
+
+void _tess_prim_write_stderr(const char* buf, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(2, buf, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    buf += n;
+    len -= (size_t)n;
+  }
+}
+
+int _tess_prim_append_file(const char* path, const char* buf, size_t len) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return errno;
+  ssize_t n = write(fd, buf, len);
+  int err = (n == (ssize_t)len) ? 0 : (n < 0 ? errno : EIO);
+  close(fd);
+  return err;
+}
+
+/* getenv() itself does not allocate, but reading environ directly keeps this
+ * usable before libc has finished its own start-up. */
+const char* _tess_prim_getenv(const char* name) {
+  if (environ == NULL) return NULL;
+  size_t len = strlen(name);
+  for (char** e = environ; *e != NULL; e++) {
+    if (strncmp(*e, name, len) == 0 && (*e)[len] == '=') return *e + len + 1;
+  }
+  return NULL;
+}
+
+int _tess_prim_getpid(void) { return (int)getpid(); }
+
+void _tess_prim_program_name(char* buf, size_t size) {
+  buf[0] = 0;
+  int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t n = read(fd, buf, size - 1);
+  close(fd);
+  if (n <= 0) { buf[0] = 0; return; }
+  buf[n] = 0;
+  if (buf[n - 1] == '\n') buf[n - 1] = 0;
+}
+
+int _tess_prim_atfork(void (*child)(void)) {
+  return pthread_atfork(NULL, NULL, child);
+}
+
+static pthread_key_t tess_thread_key;
+static bool tess_thread_key_ok;
+
+int _tess_prim_thread_key_create(void (*thread_done)(void*)) {
+  int err = pthread_key_create(&tess_thread_key, thread_done);
+  tess_thread_key_ok = (err == 0);
+  return err;
+}
+
+void _tess_prim_thread_set(void* value) {
+  if (tess_thread_key_ok) pthread_setspecific(tess_thread_key, value);
+}
+
+void _tess_prim_yield(void) { sched_yield(); }
+
+void _tess_prim_abort(void) {
+  /* abort() flushes nothing and does not allocate; if SIGABRT is caught and
+   * the handler returns, abort() resets it and raises again. */
+  abort();
+}

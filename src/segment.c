@@ -1,0 +1,487 @@
+/* segment.c - the arena: 4 MiB segments carved into spans of 64 KiB slices;
+ * free spans kept in bins by length and coalesced with their neighbours;
+ * free memory purged after a delay; whole free segments unmapped; and huge
+ * blocks, each in a segment of its own.
+ *
+ * Locking: one lock, `arena.lock`, guards the bins, the purge list and every
+ * span's kind/length fields.  It is a leaf: nothing else is locked inside it,
+ * and no system call is made while it is held (mmap, madvise and munmap are
+ * decided under the lock and done after it is released).
+ *
+ * Fork: the lock is not taken around fork (a thread that holds stdio's lock
+ * and waits for ours would deadlock the forking thread).  Instead the child
+ * checks it: if some thread held it at the instant of the fork, the arena's
+ * lists may be half-updated, so the child starts a new arena generation and
+ * leaves the old segments alone (their live blocks still work; freeing them
+ * just leaks the span).
+ */
+#include "internal.h"
+
+_Atomic(uint8_t) _tess_segmap[TESS_SEGMAP_ENTRIES];
+
+typedef struct tess_span_range_s {
+  tess_segment_t* seg;
+  uint32_t idx, count;
+} tess_span_range_t;
+
+static struct {
+  tess_lock_t lock;
+  uint32_t generation;
+  uint64_t nonempty;                         /* bit n: bins[n] has spans  */
+  tess_page_t* bins[TESS_SLICES_PER_SEGMENT]; /* free spans by length     */
+  tess_segment_t* purge_first;               /* segments with dirty free  */
+  tess_segment_t* purge_last;                /*   slices, oldest first    */
+  size_t dirty_slices;                       /* free, not purged, all     */
+  tess_segment_t* cached;                    /* one wholly free segment   */
+  uint64_t last_purge_check;
+} arena;
+
+/* ---- spans ---------------------------------------------------------------- */
+
+/* Make slices [idx, idx+count) one span of `kind` headed by slice idx. */
+static tess_page_t* span_set(tess_segment_t* seg, size_t idx, size_t count, tess_page_kind_t kind) {
+  tess_page_t* head = &seg->slices[idx];
+  head->slice_count = (uint32_t)count;
+  head->slice_offset = 0;
+  head->kind = (uint8_t)kind;
+  for (size_t i = 1; i < count; i++) {
+    tess_page_t* s = &seg->slices[idx + i];
+    s->slice_offset = (uint32_t)(i * sizeof(tess_page_t));
+    s->kind = TESS_PAGE_INNER;
+    s->heap = 0;
+  }
+  return head;
+}
+
+static size_t span_index(tess_segment_t* seg, tess_page_t* head) { return (size_t)(head - seg->slices); }
+
+static void bin_insert(tess_page_t* span) {
+  size_t n = span->slice_count;
+  span->prev = NULL;
+  span->next = arena.bins[n];
+  if (span->next) span->next->prev = span;
+  arena.bins[n] = span;
+  arena.nonempty |= 1ULL << n;
+}
+
+static void bin_remove(tess_page_t* span) {
+  size_t n = span->slice_count;
+  if (span->prev) span->prev->next = span->next;
+  else arena.bins[n] = span->next;
+  if (span->next) span->next->prev = span->prev;
+  if (arena.bins[n] == NULL) arena.nonempty &= ~(1ULL << n);
+  span->next = span->prev = NULL;
+}
+
+static void purge_list_add(tess_segment_t* seg, uint64_t now) {
+  if (seg->in_purge_list) return;
+  seg->in_purge_list = 1;
+  seg->dirty_since = now;
+  seg->next = NULL;
+  seg->prev = arena.purge_last;
+  if (arena.purge_last) arena.purge_last->next = seg;
+  else arena.purge_first = seg;
+  arena.purge_last = seg;
+}
+
+static void purge_list_remove(tess_segment_t* seg) {
+  if (!seg->in_purge_list) return;
+  if (seg->prev) seg->prev->next = seg->next;
+  else arena.purge_first = seg->next;
+  if (seg->next) seg->next->prev = seg->prev;
+  else arena.purge_last = seg->prev;
+  seg->next = seg->prev = NULL;
+  seg->in_purge_list = 0;
+}
+
+/* Put the free span [idx, idx+count) into the bins, merged with free
+ * neighbours.  Under the lock. */
+static tess_page_t* span_insert_free(tess_segment_t* seg, size_t idx, size_t count) {
+  size_t end = idx + count;
+  if (end < TESS_SLICES_PER_SEGMENT && seg->slices[end].kind == TESS_PAGE_FREE) {
+    tess_page_t* right = &seg->slices[end];
+    bin_remove(right);
+    end += right->slice_count;
+  }
+  if (idx > 1) {
+    tess_page_t* left_last = &seg->slices[idx - 1];
+    tess_page_t* left = (tess_page_t*)((uint8_t*)left_last - left_last->slice_offset);
+    if (left->kind == TESS_PAGE_FREE) {
+      bin_remove(left);
+      idx = span_index(seg, left);
+    }
+  }
+  tess_page_t* span = span_set(seg, idx, end - idx, TESS_PAGE_FREE);
+  span->heap = 0;
+  span->bin = 0;
+  span->block_size = 0;
+  span->area = 0;
+  bin_insert(span);
+  return span;
+}
+
+/* ---- segments ------------------------------------------------------------- */
+
+static tess_segment_t* segment_create(void) {
+  uint8_t* base;
+  size_t mapped;
+  tess_segment_t* seg = _tess_os_map_aligned(TESS_SEGMENT_SIZE, TESS_SEGMENT_SIZE, &base, &mapped);
+  if (seg == NULL) return NULL;
+  /* Fresh memory is zero: only the non-zero fields need setting. */
+  seg->kind = TESS_SEGMENT_NORMAL;
+  seg->mapped = mapped;
+  seg->map_base = base;
+  seg->slices[0].kind = TESS_PAGE_HEADER;
+  seg->slices[0].slice_count = 1;
+  atomic_fetch_add_explicit(&_tess_os.segments, 1, memory_order_relaxed);
+  _tess_os_committed_add(TESS_SLICE_SIZE); /* the header slice, at most */
+  return seg;
+}
+
+/* Give a wholly free segment (already out of the bins and lists) back. */
+static void segment_unmap(tess_segment_t* seg) {
+  _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
+  atomic_fetch_sub_explicit(&_tess_os.segments, 1, memory_order_relaxed);
+  _tess_os_committed_sub(TESS_SLICE_SIZE);
+  _tess_os_unmap(seg->map_base, seg->mapped);
+}
+
+/* A segment just became wholly free.  Keep one such segment for the next
+ * burst (it is purged like any free memory); take any other out of the
+ * arena and return true: the caller unmaps it after unlocking. */
+static bool segment_is_surplus(tess_segment_t* seg) {
+  if (arena.cached == NULL || arena.cached == seg) {
+    arena.cached = seg;
+    return false;
+  }
+  bin_remove(&seg->slices[1]);
+  purge_list_remove(seg);
+  arena.dirty_slices -= seg->dirty_slices;
+  _tess_os_committed_sub((size_t)seg->dirty_slices << TESS_SLICE_SHIFT);
+  seg->dirty_slices = 0;
+  return true;
+}
+
+/* ---- purging ---------------------------------------------------------------- */
+
+static size_t dirty_max_slices(void) {
+  /* Keep at most TESSERA_DIRTY_MAX MiB, plus 1/16 of what is in use, of free
+   * memory unpurged: enough to absorb churn, little enough that RSS follows
+   * the live data down when the program frees and idles. */
+  size_t in_use = atomic_load_explicit(&_tess_os.pages_in_use_bytes, memory_order_relaxed);
+  size_t max = ((size_t)_tess_options.dirty_max_mib << 20) + in_use / 16;
+  return max >> TESS_SLICE_SHIFT;
+}
+
+#define TESS_PURGE_BATCH 64
+
+/* Purge the dirty free spans of segments whose delay has passed (all of them
+ * when `force`, or while the dirty total is over its cap). */
+void _tess_arena_purge(bool force) {
+  tess_span_range_t ranges[TESS_PURGE_BATCH];
+  for (;;) {
+    size_t n = 0;
+    uint64_t now = _tess_prim_clock_ms();
+    _tess_lock(&arena.lock);
+    arena.last_purge_check = now;
+    size_t cap = dirty_max_slices();
+    while (arena.purge_first != NULL && n < TESS_PURGE_BATCH) {
+      tess_segment_t* seg = arena.purge_first;
+      bool due = force || arena.dirty_slices > cap ||
+                 seg->dirty_since + (uint64_t)_tess_options.purge_delay_ms <= now;
+      if (!due) break; /* the list is oldest first */
+      size_t idx = 1;
+      while (idx < TESS_SLICES_PER_SEGMENT && n < TESS_PURGE_BATCH) {
+        tess_page_t* span = &seg->slices[idx];
+        size_t count = span->slice_count;
+        bool dirty = false;
+        for (size_t j = idx; j < idx + count && !dirty; j++) dirty = seg->slices[j].dirty;
+        if (span->kind == TESS_PAGE_FREE && dirty) {
+          bin_remove(span);
+          span->kind = TESS_PAGE_PURGING;
+          seg->used_slices += (uint32_t)count; /* pins the segment */
+          ranges[n++] = (tess_span_range_t){seg, (uint32_t)idx, (uint32_t)count};
+        }
+        idx += count;
+      }
+      if (idx >= TESS_SLICES_PER_SEGMENT) purge_list_remove(seg);
+      else break; /* batch full: continue with this segment next round */
+    }
+    _tess_unlock(&arena.lock);
+    if (n == 0) return;
+
+    for (size_t i = 0; i < n; i++) {
+      tess_segment_t* seg = ranges[i].seg;
+      /* Only the dirty slices need the system call; clean runs are skipped. */
+      size_t j = ranges[i].idx, end = ranges[i].idx + ranges[i].count;
+      while (j < end) {
+        while (j < end && !seg->slices[j].dirty) j++;
+        size_t k = j;
+        while (k < end && seg->slices[k].dirty) k++;
+        if (k > j) _tess_os_purge((uint8_t*)seg + (j << TESS_SLICE_SHIFT), (k - j) << TESS_SLICE_SHIFT);
+        j = k;
+      }
+    }
+
+    tess_segment_t* to_unmap[TESS_PURGE_BATCH];
+    size_t unmaps = 0;
+    _tess_lock(&arena.lock);
+    for (size_t i = 0; i < n; i++) {
+      tess_segment_t* seg = ranges[i].seg;
+      size_t cleaned = 0;
+      for (size_t j = ranges[i].idx; j < ranges[i].idx + ranges[i].count; j++) {
+        if (seg->slices[j].dirty) cleaned++;
+        seg->slices[j].dirty = 0;
+      }
+      seg->dirty_slices -= (uint32_t)cleaned;
+      arena.dirty_slices -= cleaned;
+      _tess_os_committed_sub(cleaned << TESS_SLICE_SHIFT);
+      seg->used_slices -= ranges[i].count;
+      if (seg->generation != arena.generation) continue; /* forked mid-purge */
+      span_insert_free(seg, ranges[i].idx, ranges[i].count);
+      if (seg->used_slices == 0 && segment_is_surplus(seg)) to_unmap[unmaps++] = seg;
+    }
+    _tess_unlock(&arena.lock);
+    for (size_t i = 0; i < unmaps; i++) segment_unmap(to_unmap[i]);
+    if (n < TESS_PURGE_BATCH) return;
+  }
+}
+
+/* Called on the slow paths: purge when a delay may have passed or the dirty
+ * total is over its cap.  Cheap when there is nothing to do. */
+void _tess_arena_maybe_purge(void) {
+  if (arena.purge_first == NULL) return; /* racy read: a hint only */
+  uint64_t now = _tess_prim_clock_ms();
+  if (arena.dirty_slices <= dirty_max_slices() && now == arena.last_purge_check) return;
+  _tess_arena_purge(false);
+}
+
+/* ---- span allocation ---------------------------------------------------------- */
+
+/* A span of `slices` slices for a page of `kind`; *is_zero tells whether all
+ * of its memory is known to be zero (fresh or purged).  NULL when the OS
+ * refuses memory. */
+tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* is_zero) {
+  tess_assert(slices >= 1 && slices <= TESS_SPAN_MAX);
+  tess_segment_t* fresh = NULL;
+  for (;;) {
+    _tess_lock(&arena.lock);
+    if (fresh != NULL) {
+      fresh->generation = arena.generation;
+      _tess_segmap_set((uintptr_t)fresh, TESS_SEGMAP_NORMAL);
+      span_insert_free(fresh, 1, TESS_SPAN_MAX);
+      fresh = NULL;
+    }
+    uint64_t fits = arena.nonempty & ~((1ULL << slices) - 1);
+    if (fits != 0) {
+      size_t n = (size_t)__builtin_ctzll(fits);
+      tess_page_t* span = arena.bins[n];
+      tess_segment_t* seg = _tess_segment_of(span);
+      size_t idx = span_index(seg, span);
+      bin_remove(span);
+      /* Mark the head in use first, or the remainder would merge back. */
+      tess_page_t* page = span_set(seg, idx, slices, kind);
+      if (n > slices) span_insert_free(seg, idx + slices, n - slices);
+      size_t dirty = 0;
+      for (size_t i = idx; i < idx + slices; i++) {
+        if (seg->slices[i].dirty) dirty++;
+        seg->slices[i].dirty = 0;
+      }
+      seg->dirty_slices -= (uint32_t)dirty;
+      arena.dirty_slices -= dirty;
+      if (seg->dirty_slices == 0) purge_list_remove(seg);
+      seg->used_slices += (uint32_t)slices;
+      if (arena.cached == seg) arena.cached = NULL;
+      _tess_unlock(&arena.lock);
+      /* Clean slices become resident as the page is used. */
+      _tess_os_committed_add((slices - dirty) << TESS_SLICE_SHIFT);
+      *is_zero = (dirty == 0);
+      return page;
+    }
+    _tess_unlock(&arena.lock);
+    fresh = segment_create();
+    if (fresh == NULL) return NULL;
+  }
+}
+
+/* Return the span of `page` (any kind but huge) to the arena. */
+void _tess_arena_span_free(tess_page_t* page) {
+  tess_segment_t* seg = _tess_segment_of(page);
+  size_t idx = span_index(seg, page), count = page->slice_count;
+  tess_segment_t* unmap = NULL;
+  uint64_t now = _tess_prim_clock_ms();
+  _tess_lock(&arena.lock);
+  if (tess_unlikely(seg->generation != arena.generation)) {
+    /* A segment of the parent's arena in a forked child: leave it be. */
+    _tess_unlock(&arena.lock);
+    return;
+  }
+  for (size_t i = idx; i < idx + count; i++) seg->slices[i].dirty = 1;
+  seg->dirty_slices += (uint32_t)count;
+  arena.dirty_slices += count;
+  seg->used_slices -= (uint32_t)count;
+  span_insert_free(seg, idx, count);
+  purge_list_add(seg, now);
+  if (seg->used_slices == 0 && segment_is_surplus(seg)) unmap = seg;
+  bool over = arena.dirty_slices > dirty_max_slices() || now != arena.last_purge_check;
+  _tess_unlock(&arena.lock);
+  if (unmap != NULL) segment_unmap(unmap);
+  if (over) _tess_arena_purge(false);
+}
+
+/* ---- large blocks ------------------------------------------------------------- */
+
+static uint64_t div_magic(size_t d) { return UINT64_MAX / d + 1; }
+
+/* A large block: its own span, owned by no heap, freed from any thread. */
+void* _tess_arena_large_alloc(size_t size) {
+  size_t bin = _tess_bin(size);
+  size_t bsize = _tess_bin_size(bin);
+  size_t slices = (bsize + TESS_SLICE_SIZE - 1) >> TESS_SLICE_SHIFT;
+  bool is_zero;
+  tess_page_t* page = _tess_arena_span_alloc(slices, TESS_PAGE_LARGE, &is_zero);
+  if (page == NULL) return NULL;
+  tess_segment_t* seg = _tess_segment_of(page);
+  page->start = _tess_slice_start(seg, page);
+  page->block_size = (uint32_t)bsize;
+  page->area = (uint32_t)bsize;
+  page->div_magic = div_magic(bsize);
+  page->bin = (uint8_t)bin;
+  page->used = 1;
+  page->reserved = page->capacity = 1;
+  page->heap = 0;
+  page->is_zero = is_zero;
+  atomic_fetch_add_explicit(&_tess_os.large_bytes, bsize, memory_order_relaxed);
+  atomic_fetch_add_explicit(&_tess_os.pages_in_use_bytes, slices << TESS_SLICE_SHIFT, memory_order_relaxed);
+  return page->start;
+}
+
+/* ---- huge blocks ---------------------------------------------------------------- */
+
+/* A huge segment: a header in its first OS page, then the block at offset
+ * max(4 KiB, alignment).  When that offset is 4 MiB or more, the segment-map
+ * byte of the block's own 4 MiB says how far back the header is. */
+void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
+  size_t offset = alignment > TESS_OS_PAGE_SIZE ? alignment : TESS_OS_PAGE_SIZE;
+  size_t back = offset >> TESS_SEGMENT_SHIFT; /* segments from header to block */
+  if (back > 253) return NULL;
+  if (size > PTRDIFF_MAX - offset - TESS_OS_PAGE_SIZE) return NULL;
+  size_t total = (offset + size + TESS_OS_PAGE_SIZE - 1) & ~(size_t)(TESS_OS_PAGE_SIZE - 1);
+  size_t align = alignment > TESS_SEGMENT_SIZE ? alignment : TESS_SEGMENT_SIZE;
+  uint8_t* base;
+  size_t mapped;
+  tess_segment_t* seg = _tess_os_map_aligned(total, align, &base, &mapped);
+  if (seg == NULL) return NULL;
+  seg->kind = TESS_SEGMENT_HUGE;
+  seg->mapped = mapped;
+  seg->map_base = base;
+  seg->huge_size = total - offset;
+  tess_page_t* page = &seg->slices[0];
+  page->kind = TESS_PAGE_HUGE;
+  page->start = (uint8_t*)seg + offset;
+  page->used = 1;
+  _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_HUGE);
+  if (back > 0) _tess_segmap_set((uintptr_t)page->start, (uint8_t)(TESS_SEGMAP_HUGE + back));
+  atomic_fetch_add_explicit(&_tess_os.huge_count, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&_tess_os.huge_bytes, mapped, memory_order_relaxed);
+  _tess_os_committed_add(mapped);
+  (void)zero; /* fresh mappings are zero */
+  return page->start;
+}
+
+/* The huge segment whose block may start in the 4 MiB of p, given the
+ * segment-map byte there; NULL if p cannot be a huge block's start. */
+tess_segment_t* _tess_huge_segment_of(const void* p, uint8_t map_value) {
+  tess_segment_t* seg = _tess_segment_of(p);
+  if (map_value > TESS_SEGMAP_HUGE) {
+    seg = (tess_segment_t*)((uint8_t*)seg - ((size_t)(map_value - TESS_SEGMAP_HUGE) << TESS_SEGMENT_SHIFT));
+    if (_tess_segmap_get((uintptr_t)seg) != TESS_SEGMAP_HUGE) return NULL;
+  }
+  if (seg->slices[0].kind != TESS_PAGE_HUGE) return NULL;
+  return seg;
+}
+
+void _tess_huge_free(tess_segment_t* seg) {
+  tess_page_t* page = &seg->slices[0];
+  size_t offset = (size_t)(page->start - (uint8_t*)seg);
+  page->kind = TESS_PAGE_FREE; /* a racing double free now sees a non-huge page */
+  if (offset >= TESS_SEGMENT_SIZE) _tess_segmap_set((uintptr_t)page->start, TESS_SEGMAP_NONE);
+  _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
+  atomic_fetch_sub_explicit(&_tess_os.huge_count, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&_tess_os.huge_bytes, seg->mapped, memory_order_relaxed);
+  _tess_os_committed_sub(seg->mapped);
+  _tess_os_unmap(seg->map_base, seg->mapped);
+}
+
+/* Resize a huge block (offset 4 KiB, the plain malloc kind) with mremap: in
+ * place when the address space after it is free, else moved to a fresh
+ * aligned range without copying.  NULL if that fails (the block is intact). */
+void* _tess_huge_realloc(tess_segment_t* seg, size_t size) {
+  tess_page_t* page = &seg->slices[0];
+  size_t offset = (size_t)(page->start - (uint8_t*)seg);
+  if (offset != TESS_OS_PAGE_SIZE || size > PTRDIFF_MAX - 2 * TESS_OS_PAGE_SIZE) return NULL;
+  size_t total = (offset + size + TESS_OS_PAGE_SIZE - 1) & ~(size_t)(TESS_OS_PAGE_SIZE - 1);
+  size_t old = seg->mapped;
+  if (total == old) return page->start;
+  tess_segment_t* dest = seg;
+  if (_tess_prim_remap(seg, old, total, NULL, false) != 0) {
+    uint8_t* base;
+    size_t mapped;
+    dest = _tess_os_map_aligned(total, TESS_SEGMENT_SIZE, &base, &mapped);
+    if (dest == NULL) return NULL;
+    atomic_fetch_sub_explicit(&_tess_os.mapped, mapped, memory_order_relaxed);
+    if (_tess_prim_remap(seg, old, total, dest, true) != 0) {
+      _tess_os_unmap(dest, total);
+      atomic_fetch_add_explicit(&_tess_os.mapped, mapped, memory_order_relaxed);
+      return NULL;
+    }
+    _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
+    _tess_segmap_set((uintptr_t)dest, TESS_SEGMAP_HUGE);
+  }
+  atomic_fetch_add_explicit(&_tess_os.mapped, total - old, memory_order_relaxed);
+  atomic_fetch_add_explicit(&_tess_os.huge_bytes, total - old, memory_order_relaxed);
+  if (total > old) _tess_os_committed_add(total - old);
+  else _tess_os_committed_sub(old - total);
+  dest->mapped = total;
+  dest->map_base = (uint8_t*)dest;
+  dest->huge_size = total - offset;
+  dest->slices[0].start = (uint8_t*)dest + offset;
+  return dest->slices[0].start;
+}
+
+/* ---- fork ---------------------------------------------------------------------- */
+
+void _tess_arena_fork_child(void) {
+  if (!_tess_lock_is_held(&arena.lock)) return; /* consistent: keep it */
+  uint32_t gen = arena.generation + 1;
+  memset(&arena, 0, sizeof arena);
+  arena.generation = gen;
+}
+
+/* ---- debug walker ---------------------------------------------------------------- */
+
+bool _tess_arena_is_valid(void) {
+  bool ok = true;
+  _tess_lock(&arena.lock);
+  size_t dirty = 0;
+  for (size_t n = 1; n < TESS_SLICES_PER_SEGMENT; n++) {
+    bool has = arena.bins[n] != NULL;
+    if (has != ((arena.nonempty >> n) & 1)) ok = false;
+    for (tess_page_t* s = arena.bins[n]; s != NULL; s = s->next) {
+      if (s->kind != TESS_PAGE_FREE || s->slice_count != n) ok = false;
+      tess_segment_t* seg = _tess_segment_of(s);
+      if (_tess_segmap_get((uintptr_t)seg) != TESS_SEGMAP_NORMAL) ok = false;
+      size_t idx = span_index(seg, s);
+      if (idx < 1 || idx + n > TESS_SLICES_PER_SEGMENT) ok = false;
+      for (size_t i = idx; i < idx + n && ok; i++) {
+        if (seg->slices[i].dirty) dirty++;
+        if (i > idx && (seg->slices[i].kind != TESS_PAGE_INNER ||
+                        seg->slices[i].slice_offset != (i - idx) * sizeof(tess_page_t))) ok = false;
+      }
+    }
+  }
+  /* Spans being purged are out of the bins but still counted dirty. */
+  if (dirty > arena.dirty_slices) ok = false;
+  _tess_unlock(&arena.lock);
+  return ok;
+}
