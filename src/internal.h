@@ -103,8 +103,8 @@ static inline tess_segment_t* _tess_segment_of(const void* p) {
 
 /* The span head of the slice holding p (p inside a normal segment). */
 static inline tess_page_t* _tess_page_of(tess_segment_t* seg, const void* p) {
-  size_t idx = ((uintptr_t)p - (uintptr_t)seg) >> TESS_SLICE_SHIFT;
-  tess_page_t* slice = &seg->slices[idx];
+  uintptr_t desc = (((uintptr_t)p & TESS_SEGMENT_MASK) >> TESS_SLICE_SHIFT) << TESS_PAGE_DESC_SHIFT;
+  tess_page_t* slice = (tess_page_t*)((uint8_t*)seg->slices + desc);
   return (tess_page_t*)((uint8_t*)slice - slice->slice_offset);
 }
 

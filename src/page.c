@@ -157,6 +157,7 @@ static void page_free(tess_heap_t* heap, tess_page_t* page) {
  * keep it too while other threads' frees may still name it
  * (xthread state not NORMAL: it is, or is about to be, on remote_pages). */
 void _tess_page_retire(tess_heap_t* heap, tess_page_t* page) {
+  if (page->prev == NULL && page->next == NULL && !page->in_full) return; /* alone in its queue */
   if (page->in_full) _tess_page_unfull(heap, page);
   if (xfree_state(page) != TESS_XFREE_NORMAL) return;
   tess_page_queue_t* q = &heap->queues[page->bin];

@@ -171,7 +171,13 @@ typedef struct tess_page_s {
   uint8_t dirty;               /* slice: free and touched since last purge   */
   uint8_t is_zero;             /* page: its memory was all zero when handed
                                   out (fresh or purged)                      */
+  uint8_t reserved_bytes[11];  /* pads the descriptor to 128 bytes, so a
+                                  slice index becomes a descriptor address
+                                  with a shift                              */
 } tess_page_t;
+
+_Static_assert(sizeof(tess_page_t) == 128, "slice descriptors are 128 bytes");
+#define TESS_PAGE_DESC_SHIFT 7
 
 /* ---- segment ------------------------------------------------------------- */
 
