@@ -60,10 +60,11 @@ static void free_remote(tess_page_t* page, tess_block_t* b) {
   } while (!atomic_compare_exchange_weak_explicit(
       &page->xthread_free, &x, (uintptr_t)b | (state == TESS_XFREE_FULL ? TESS_XFREE_NOTIFIED : state),
       memory_order_release, memory_order_relaxed));
-  if (state != TESS_XFREE_FULL) return;
-  /* Our block keeps the page alive (used > 0) and NOTIFIED keeps it from
+  /* Our block keeps the page alive (used > 0), and NOTIFIED keeps it from
    * being retired until the owner drains it, so page->heap is stable. */
   tess_heap_t* heap = (tess_heap_t*)(page->heap & ~TESS_HEAP_TAG_FULL);
+  if (tess_unlikely(heap->state == TESS_HEAP_ABANDONED)) _tess_heap_note_abandoned_free(heap);
+  if (state != TESS_XFREE_FULL) return;
   tess_page_t* head = atomic_load_explicit(&heap->remote_pages, memory_order_relaxed);
   do {
     page->remote_next = head;

@@ -157,6 +157,36 @@ void _tess_heap_scavenge_abandoned(void) {
   abandoned_push(heap, false);
 }
 
+/* Another thread freed into a page of an abandoned heap.  Every so many
+ * such frees, clean that heap, so the memory of blocks an exited thread
+ * left behind goes back to the arena as the program frees them, even if no
+ * thread ever allocates again. */
+#define TESS_ABANDONED_FREES_PER_CLEAN 1024
+
+void _tess_heap_note_abandoned_free(tess_heap_t* heap) {
+  uint32_t n = atomic_fetch_add_explicit(&heap->abandoned_frees, 1, memory_order_relaxed);
+  if ((n + 1) % TESS_ABANDONED_FREES_PER_CLEAN != 0) return;
+  /* Claim it: take it off the pool if it is still there. */
+  if (atomic_exchange_explicit(&heaps.lock.held, 1, memory_order_acquire)) return;
+  tess_heap_t* prev = NULL;
+  tess_heap_t* h = heaps.abandoned_first;
+  while (h != NULL && h != heap) {
+    prev = h;
+    h = h->next;
+  }
+  if (h != NULL) {
+    if (prev != NULL) prev->next = h->next;
+    else heaps.abandoned_first = h->next;
+    if (heaps.abandoned_last == h) heaps.abandoned_last = prev;
+    heaps.abandoned_count--;
+    h->next = NULL;
+  }
+  _tess_unlock(&heaps.lock);
+  if (h == NULL) return; /* adopted or being cleaned by another thread */
+  _tess_heap_release_pages(h, true);
+  abandoned_push(h, false);
+}
+
 void _tess_heap_fork_child(void) {
   if (!_tess_lock_is_held(&heaps.lock)) return;
   size_t count = heaps.count;

@@ -159,6 +159,7 @@ tess_heap_t* _tess_heap_init_thread(void);      /* give this thread a heap */
 void _tess_heap_thread_done(void* heap);        /* thread exit: abandon it */
 void _tess_heap_drain_remote(tess_heap_t* heap);
 void _tess_heap_scavenge_abandoned(void);       /* clean one abandoned heap */
+void _tess_heap_note_abandoned_free(tess_heap_t* heap);
 void _tess_heap_fork_child(void);
 size_t _tess_heap_count(void);
 

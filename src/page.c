@@ -250,6 +250,13 @@ static tess_page_t* page_fresh(tess_heap_t* heap, size_t bin) {
 void* _tess_page_malloc_slow(tess_heap_t* heap, size_t size) {
   size_t bin = _tess_bin(size);
   tess_assert(bin <= TESS_BIN_MEDIUM_LAST);
+#if TESS_DEBUG >= 3
+  static __thread unsigned walks;
+  if (walks++ % 64 == 0) {
+    tess_assert(_tess_heap_is_valid(heap));
+    tess_assert(_tess_arena_is_valid());
+  }
+#endif
   if (atomic_load_explicit(&heap->remote_pages, memory_order_relaxed) != NULL) _tess_heap_drain_remote(heap);
   tess_page_t* page = queue_find_free(heap, bin);
   if (page == NULL) {

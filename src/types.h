@@ -230,6 +230,7 @@ typedef struct tess_heap_s {
   uint32_t id;                 /* creation order, for statistics              */
   struct tess_heap_s* next;    /* on the abandoned pool, or the all-heaps list */
   struct tess_heap_s* next_all;
+  _Atomic(uint32_t) abandoned_frees; /* frees into it while abandoned      */
   size_t pages_small;          /* pages owned, for statistics                 */
   size_t pages_medium;
 } tess_heap_t;
