@@ -1,0 +1,996 @@
+/* api_conformance.c - the allocation API behaves as the C/POSIX/glibc
+ * contracts and tessera.h say.
+ *
+ * One source, three programs (chosen at compile time):
+ *   API_TESS      the tess_ names (linked against libtessera)
+ *   API_STD       the standard names, linked against libtessera.so
+ *   API_PRELOAD   the standard names, NOT linked against tessera; ctest runs
+ *                 it under LD_PRELOAD=libtessera.so with --expect-tessera.
+ *                 Run alone it tests glibc (tessera-only checks skipped).
+ *
+ * Every call goes through a table of function pointers read through a
+ * volatile pointer, so the compiler cannot fold or drop an allocation.
+ *
+ * "Served by tessera" is checked with tess_stats_get: a huge block (8 MiB,
+ * above the 2 MiB large limit) has its own mapping, so allocating one must
+ * raise huge_count by one and freeing it lower it by one.
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <dlfcn.h>
+#include <malloc.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "tessera.h"
+
+#if defined(API_TESS) + defined(API_STD) + defined(API_PRELOAD) != 1
+#error "define exactly one of API_TESS, API_STD, API_PRELOAD"
+#endif
+
+#define KiB ((size_t)1024)
+#define MiB (1024 * KiB)
+#define HUGE_PROBE (8 * MiB) /* certainly a huge block: its own mapping */
+
+/* ---- the entry points under test ----------------------------------------- */
+
+#if !defined(API_TESS)
+/* Not in glibc 2.36's headers (or not in glibc at all): weak, so the
+ * program links against glibc too; under tessera they must resolve. */
+extern void free_sized(void* p, size_t size) __attribute__((weak));
+extern void free_aligned_sized(void* p, size_t alignment, size_t size) __attribute__((weak));
+extern void cfree(void* p) __attribute__((weak));
+extern void* __libc_malloc(size_t) __attribute__((weak));
+extern void __libc_free(void*) __attribute__((weak));
+extern void* __libc_calloc(size_t, size_t) __attribute__((weak));
+extern void* __libc_realloc(void*, size_t) __attribute__((weak));
+extern void* __libc_memalign(size_t, size_t) __attribute__((weak));
+extern void* __libc_valloc(size_t) __attribute__((weak));
+extern void* __libc_pvalloc(size_t) __attribute__((weak));
+extern int __posix_memalign(void**, size_t, size_t) __attribute__((weak));
+#endif
+
+typedef struct api_s {
+  const char* name;
+  void* (*malloc)(size_t);
+  void* (*calloc)(size_t, size_t);
+  void* (*realloc)(void*, size_t);
+  void* (*reallocarray)(void*, size_t, size_t);
+  void (*free)(void*);
+  void (*free_sized)(void*, size_t);
+  void (*free_aligned_sized)(void*, size_t, size_t);
+  void* (*aligned_alloc)(size_t, size_t);
+  int (*posix_memalign)(void**, size_t, size_t);
+  size_t (*usable_size)(void*);
+  /* standard names only (NULL for the tess_ table) */
+  void* (*memalign)(size_t, size_t);
+  void* (*valloc)(size_t);
+  void* (*pvalloc)(size_t);
+  void (*cfree)(void*);
+} api_t;
+
+#if defined(API_TESS)
+static size_t tess_usable_size_nc(void* p) { return tess_usable_size(p); }
+static const api_t api_table = {
+    "tess_", tess_malloc, tess_calloc, tess_realloc, tess_reallocarray, tess_free,
+    tess_free_sized, tess_free_aligned_sized, tess_aligned_alloc, tess_posix_memalign,
+    tess_usable_size_nc, NULL, NULL, NULL, NULL,
+};
+#else
+static const api_t api_table = {
+    "std", malloc, calloc, realloc, reallocarray, free, free_sized, free_aligned_sized,
+    aligned_alloc, posix_memalign, malloc_usable_size, memalign, valloc, pvalloc, cfree,
+};
+#endif
+static const api_t* volatile A = &api_table;
+
+/* Is tessera expected to serve this program?  (Always, except API_PRELOAD
+ * run without --expect-tessera, which is a run against glibc.) */
+static bool expect_tessera;
+static void (*stats_get)(tess_stats_t*);
+
+static size_t page_size;
+
+static bool aligned_to(const void* p, size_t a) { return ((uintptr_t)p & (a - 1)) == 0; }
+static size_t round_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
+
+/* Write every usable byte, then check the usable size did not change. */
+static void write_all_usable(void* p, size_t request, const char* what) {
+  size_t u = A->usable_size(p);
+  CHECK_MSG(u >= request, "%s: usable %zu < request %zu", what, u, request);
+  memset(p, 0xA5, u);
+  CHECK_MSG(A->usable_size(p) == u, "%s: usable size changed after writing", what);
+}
+
+/* ---- malloc(0), alignment, usable size, free(NULL) ----------------------- */
+
+static void test_malloc_zero(void) {
+  enum { N = 64 };
+  void* p[N];
+  for (int i = 0; i < N; i++) {
+    p[i] = A->malloc(0);
+    CHECK(p[i] != NULL);
+    if (!p[i]) return;
+    CHECK(aligned_to(p[i], 16));
+    write_all_usable(p[i], 0, "malloc(0)");
+    for (int j = 0; j < i; j++) CHECK_MSG(p[i] != p[j], "malloc(0) #%d == #%d", i, j);
+  }
+  for (int i = 0; i < N; i++) A->free(p[i]);
+}
+
+static void test_alignment_and_usable(void) {
+  static const size_t big[] = {1100, 2000, 4095, 4096, 4097, 8191, 8192, 8193, 12345, 65536,
+                               100000, 131071, 131072, 131073, 262144, 1 * MiB, 2 * MiB - 1,
+                               2 * MiB, 2 * MiB + 1, 3 * MiB, 4 * MiB, 4 * MiB + 1, 9 * MiB};
+  char what[64];
+  for (size_t n = 0; n <= 1100; n++) {
+    void* p = A->malloc(n);
+    CHECK_MSG(p != NULL, "malloc(%zu)", n);
+    if (!p) continue;
+    CHECK_MSG(aligned_to(p, 16), "malloc(%zu) = %p", n, p);
+    snprintf(what, sizeof what, "malloc(%zu)", n);
+    write_all_usable(p, n, what);
+    A->free(p);
+  }
+  for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+    size_t n = big[i];
+    void* p = A->malloc(n);
+    CHECK_MSG(p != NULL, "malloc(%zu)", n);
+    if (!p) continue;
+    CHECK_MSG(aligned_to(p, 16), "malloc(%zu) = %p", n, p);
+    snprintf(what, sizeof what, "malloc(%zu)", n);
+    write_all_usable(p, n, what);
+    A->free(p);
+  }
+  CHECK_EQ(A->usable_size(NULL), 0);
+  errno = EILSEQ;
+  A->free(NULL);
+  CHECK_ERRNO(EILSEQ);
+}
+
+/* Many live blocks of mixed sizes, each filled over its whole usable size
+ * with its own pattern: blocks that overlap corrupt each other. */
+static void test_no_overlap(void) {
+  enum { N = 3000 };
+  static void* p[N];
+  static size_t sz[N];
+  uint64_t rng = 42;
+  for (int i = 0; i < N; i++) {
+    uint64_t r = th_rand(&rng);
+    size_t n = (r % 16 == 0) ? r % (600 * KiB) : (r % 4 == 0) ? r % (16 * KiB) : r % 600;
+    if (i % 500 == 7) n = 5 * MiB + i;
+    p[i] = A->malloc(n);
+    CHECK_MSG(p[i] != NULL, "malloc(%zu)", n);
+    if (!p[i]) return;
+    CHECK(aligned_to(p[i], 16));
+    sz[i] = A->usable_size(p[i]);
+    CHECK_MSG(sz[i] >= n, "usable %zu < %zu", sz[i], n);
+    th_fill(p[i], sz[i], (uintptr_t)i, sz[i], 7);
+  }
+  for (int i = 0; i < N; i++) {
+    size_t bad = th_verify(p[i], sz[i], (uintptr_t)i, sz[i], 7);
+    CHECK_MSG(bad == sz[i], "block %d (%p, %zu bytes) overwritten at byte %zu", i, p[i], sz[i], bad);
+    CHECK_MSG(A->usable_size(p[i]) == sz[i], "block %d usable size changed", i);
+  }
+  for (int i = 0; i < N; i++) A->free(p[(i * 7919) % N]);
+}
+
+/* ---- calloc -------------------------------------------------------------- */
+
+static void test_calloc(void) {
+  static const size_t sizes[] = {0, 1, 8, 16, 24, 100, 1000, 1024, 4096, 8192, 8193, 50000,
+                                 131072, 131073, 1 * MiB, 2 * MiB + 1, 5 * MiB};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    size_t n = sizes[i];
+    /* Dirty a block of this size first, so recycling has something to hide. */
+    void* d = A->malloc(n);
+    CHECK(d != NULL);
+    if (d) {
+      memset(d, 0xEE, A->usable_size(d));
+      A->free(d);
+    }
+    int rounds = n >= MiB ? 4 : 40;
+    for (int r = 0; r < rounds; r++) {
+      unsigned char* p = r & 1 ? A->calloc(n, 1) : A->calloc(1, n);
+      CHECK_MSG(p != NULL, "calloc(%zu)", n);
+      if (!p) continue;
+      CHECK(aligned_to(p, 16));
+      size_t bad = th_first_nonzero(p, n);
+      CHECK_MSG(bad == n, "calloc(%zu) round %d: byte %zu is 0x%02x", n, r, bad, bad < n ? p[bad] : 0);
+      write_all_usable(p, n, "calloc");
+      memset(p, 0xEE, A->usable_size(p)); /* dirty again for the next round */
+      A->free(p);
+    }
+  }
+  /* Interleaved with other sizes so recycled blocks come from busy pages. */
+  void* keep[100];
+  for (int i = 0; i < 100; i++) {
+    keep[i] = A->malloc(48);
+    if (keep[i]) memset(keep[i], 0x77, 48);
+  }
+  for (int i = 0; i < 100; i += 2) A->free(keep[i]);
+  for (int i = 0; i < 100; i += 2) {
+    keep[i] = A->calloc(3, 16);
+    CHECK(keep[i] != NULL);
+    if (keep[i]) CHECK(th_first_nonzero(keep[i], 48) == 48);
+  }
+  for (int i = 0; i < 100; i++) A->free(keep[i]);
+  /* n * size products that do not overflow */
+  unsigned char* p = A->calloc(1000, 1000);
+  CHECK(p != NULL);
+  if (p) CHECK(th_first_nonzero(p, 1000000) == 1000000);
+  A->free(p);
+}
+
+/* ---- realloc --------------------------------------------------------------- */
+
+static const size_t realloc_sizes[] = {
+    1, 16, 100, 1000, 4000, 8 * KiB, 8 * KiB + 1, 50000, 128 * KiB, 128 * KiB + 1, 1 * MiB,
+    2 * MiB, 2 * MiB + 1, 3 * MiB, 4 * MiB, 4 * MiB + 1, 9 * MiB,
+};
+#define N_REALLOC_SIZES (sizeof realloc_sizes / sizeof realloc_sizes[0])
+
+static void test_realloc_pairs(void) {
+  for (size_t i = 0; i < N_REALLOC_SIZES; i++) {
+    for (size_t j = 0; j < N_REALLOC_SIZES; j++) {
+      size_t a = realloc_sizes[i], b = realloc_sizes[j];
+      uint64_t seed = i * 100 + j;
+      void* p = A->malloc(a);
+      CHECK_MSG(p != NULL, "malloc(%zu)", a);
+      if (!p) continue;
+      th_fill(p, a, 0, a, seed);
+      void* q = A->realloc(p, b);
+      CHECK_MSG(q != NULL, "realloc(%zu -> %zu)", a, b);
+      if (!q) {
+        A->free(p);
+        continue;
+      }
+      CHECK_MSG(aligned_to(q, 16), "realloc(%zu -> %zu) = %p", a, b, q);
+      CHECK_MSG(A->usable_size(q) >= b, "realloc(%zu -> %zu): usable %zu", a, b, A->usable_size(q));
+      size_t keep = a < b ? a : b;
+      size_t bad = th_verify(q, keep, 0, a, seed);
+      CHECK_MSG(bad == keep, "realloc(%zu -> %zu) lost byte %zu", a, b, bad);
+      write_all_usable(q, b, "realloc");
+      A->free(q);
+    }
+  }
+}
+
+/* One block walked up through every size and back down, and the whole
+ * usable size kept each time it grows. */
+static void test_realloc_ladder(void) {
+  size_t cur = realloc_sizes[0];
+  void* p = A->malloc(cur);
+  CHECK(p != NULL);
+  if (!p) return;
+  size_t u = A->usable_size(p);
+  th_fill(p, u, 1, 0, 99);
+  for (size_t step = 1; step < 2 * N_REALLOC_SIZES - 1; step++) {
+    size_t k = step < N_REALLOC_SIZES ? step : 2 * N_REALLOC_SIZES - 2 - step;
+    size_t next = realloc_sizes[k];
+    void* q = A->realloc(p, next);
+    CHECK_MSG(q != NULL, "realloc(%zu -> %zu)", cur, next);
+    if (!q) break;
+    size_t keep = u < next ? u : next;
+    size_t bad = th_verify(q, keep, 1, 0, 99 + step - 1);
+    CHECK_MSG(bad == keep, "ladder %zu -> %zu (old usable %zu): lost byte %zu", cur, next, u, bad);
+    p = q;
+    cur = next;
+    u = A->usable_size(p);
+    CHECK(u >= next);
+    th_fill(p, u, 1, 0, 99 + step);
+  }
+  A->free(p);
+}
+
+/* Fill the whole usable size, grow, and find every old usable byte. */
+static void test_realloc_keeps_usable(void) {
+  static const size_t sizes[] = {0, 1, 17, 100, 129, 1000, 5000, 8 * KiB, 20000, 128 * KiB,
+                                 200000, 1 * MiB, 2 * MiB, 3 * MiB, 5 * MiB};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    for (int how = 0; how < 3; how++) {
+      void* p = A->malloc(sizes[i]);
+      CHECK(p != NULL);
+      if (!p) continue;
+      size_t u = A->usable_size(p);
+      th_fill(p, u, 2, u, i);
+      size_t grow = how == 0 ? u + 1 : how == 1 ? 2 * u + 16 : u + 3 * MiB;
+      void* q = A->realloc(p, grow);
+      CHECK(q != NULL);
+      if (!q) {
+        A->free(p);
+        continue;
+      }
+      size_t bad = th_verify(q, u, 2, u, i);
+      CHECK_MSG(bad == u, "malloc(%zu) usable %zu, realloc to %zu: lost byte %zu", sizes[i], u, grow, bad);
+      A->free(q);
+    }
+  }
+}
+
+static void test_realloc_null_and_zero(void) {
+  void* p = A->realloc(NULL, 100);
+  CHECK(p != NULL);
+  if (p) {
+    CHECK(aligned_to(p, 16));
+    write_all_usable(p, 100, "realloc(NULL, 100)");
+    A->free(p);
+  }
+  p = A->realloc(NULL, 0);
+  CHECK(p != NULL); /* realloc(NULL, 0) is malloc(0) */
+  A->free(p);
+  static const size_t sizes[] = {1, 100, 10000, 200000, 3 * MiB, 6 * MiB};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    p = A->malloc(sizes[i]);
+    CHECK(p != NULL);
+    CHECK_MSG(A->realloc(p, 0) == NULL, "realloc(p of %zu, 0) must free and return NULL", sizes[i]);
+  }
+}
+
+/* ---- "free" really frees: a leak shows as growing memory ------------------ */
+
+typedef void* (*alloc_fn)(size_t n);
+typedef void (*release_fn)(void* p, size_t n);
+
+/* Allocate, touch and release 256 MiB in blocks of n; report if more than
+ * 64 MiB stays resident (or mapped, under tessera). */
+static void leak_check(const char* what, alloc_fn get, release_fn put, size_t n) {
+  size_t rounds = 256 * MiB / n;
+  tess_stats_t s0 = {0}, s1 = {0};
+  if (stats_get) stats_get(&s0);
+  size_t rss0 = th_rss_bytes();
+  for (size_t i = 0; i < rounds; i++) {
+    unsigned char* p = get(n);
+    if (!p) {
+      CHECK_MSG(p != NULL, "%s: allocation %zu of %zu bytes failed", what, i, n);
+      return;
+    }
+    for (size_t k = 0; k < n; k += 512) p[k] = (unsigned char)k; /* fault in */
+    put(p, n);
+  }
+  size_t rss1 = th_rss_bytes();
+  CHECK_MSG(rss1 < rss0 + 64 * MiB, "%s (%zu bytes x %zu): RSS grew from %zu to %zu", what, n,
+            rounds, rss0, rss1);
+  if (stats_get) {
+    stats_get(&s1);
+    CHECK_MSG(s1.mapped < s0.mapped + 64 * MiB, "%s: tessera mapped grew from %zu to %zu", what,
+              s0.mapped, s1.mapped);
+  }
+}
+
+static void* get_malloc(size_t n) { return A->malloc(n); }
+static void* get_aligned(size_t n) { return A->aligned_alloc(256, n); }
+static void put_free(void* p, size_t n) { A->free(p); }
+static void put_free_sized(void* p, size_t n) { A->free_sized(p, n); }
+static void put_free_aligned_sized(void* p, size_t n) { A->free_aligned_sized(p, 256, n); }
+static void put_realloc_zero(void* p, size_t n) { CHECK(A->realloc(p, 0) == NULL); }
+static void put_cfree(void* p, size_t n) { A->cfree(p); }
+
+static void test_release_functions(void) {
+  static const size_t sizes[] = {1000, 256 * KiB, 5 * MiB};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    size_t n = sizes[i];
+    leak_check("free", get_malloc, put_free, n);
+    leak_check("realloc(p, 0)", get_malloc, put_realloc_zero, n);
+    if (A->free_sized) leak_check("free_sized", get_malloc, put_free_sized, n);
+    if (A->free_aligned_sized)
+      leak_check("free_aligned_sized", get_aligned, put_free_aligned_sized, n);
+    if (A->cfree) leak_check("cfree", get_malloc, put_cfree, n);
+  }
+}
+
+static void test_free_sized(void) {
+  if (expect_tessera) {
+    CHECK_MSG(A->free_sized != NULL, "free_sized missing");
+    CHECK_MSG(A->free_aligned_sized != NULL, "free_aligned_sized missing");
+  }
+  if (!A->free_sized || !A->free_aligned_sized) return;
+  static const size_t sizes[] = {0, 1, 16, 100, 8 * KiB, 100 * KiB, 1 * MiB, 5 * MiB};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    size_t n = sizes[i];
+    void* p = A->malloc(n);
+    CHECK(p != NULL);
+    errno = EILSEQ;
+    A->free_sized(p, n);
+    CHECK_ERRNO(EILSEQ);
+    /* the usable size is also a size the block may be freed with */
+    p = A->malloc(n);
+    CHECK(p != NULL);
+    A->free_sized(p, A->usable_size(p));
+    for (size_t al = 16; al <= 2 * MiB; al <<= 3) {
+      p = A->aligned_alloc(al, n);
+      CHECK_MSG(p != NULL && aligned_to(p, al), "aligned_alloc(%zu, %zu) = %p", al, n, p);
+      errno = EILSEQ;
+      A->free_aligned_sized(p, al, n);
+      CHECK_ERRNO(EILSEQ);
+    }
+  }
+  A->free_sized(NULL, 0);
+  A->free_sized(NULL, 100);
+  A->free_aligned_sized(NULL, 64, 100);
+}
+
+/* ---- aligned allocation ---------------------------------------------------- */
+
+static void test_posix_memalign_einval(void) {
+  static const size_t bad[] = {0, 1, 2, 3, 4, 5, 6, 7, 12, 24, 40, 48, 96, 100, 4097, 3 * 4096,
+                               ((size_t)1 << 40) + 8, SIZE_MAX, SIZE_MAX / 2, SIZE_MAX / 2 + 2};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    void* sentinel = (void*)(uintptr_t)0xdeadbeef0;
+    void* out = sentinel;
+    int r = A->posix_memalign(&out, bad[i], 64);
+    CHECK_MSG(r == EINVAL, "posix_memalign(align %zu) returned %d", bad[i], r);
+    CHECK_MSG(out == sentinel, "posix_memalign(align %zu) changed *out to %p", bad[i], out);
+    if (r == 0 && out != sentinel) A->free(out);
+  }
+  void* out = NULL;
+  CHECK_EQ(A->posix_memalign(&out, sizeof(void*), 10), 0);
+  CHECK(out != NULL && aligned_to(out, 16));
+  A->free(out);
+}
+
+static void test_aligned_alloc_einval(void) {
+  static const size_t bad[] = {0, 3, 5, 6, 7, 12, 24, 48, 100, 4095, 4097, ((size_t)1 << 40) + 16,
+                               SIZE_MAX};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    errno = 0;
+    void* p = A->aligned_alloc(bad[i], 64);
+    CHECK_MSG(p == NULL, "aligned_alloc(%zu, 64) = %p", bad[i], p);
+    CHECK_MSG(errno == EINVAL, "aligned_alloc(%zu, 64): errno %d, want EINVAL", bad[i], errno);
+    A->free(p);
+  }
+  /* small powers of two are valid; the block is still 16-aligned */
+  for (size_t a = 1; a <= 8; a <<= 1) {
+    void* p = A->aligned_alloc(a, 40);
+    CHECK_MSG(p != NULL && aligned_to(p, 16), "aligned_alloc(%zu, 40) = %p", a, p);
+    A->free(p);
+  }
+}
+
+/* alignment `al`, sizes around it: every block aligned and fully usable;
+ * all live at once, so they also must not overlap. */
+static void aligned_round(const char* fname, int which, size_t al) {
+  size_t sizes[] = {1, 8, 16, 100, al / 2, al - 1, al, al + 1, 3 * al, 100000};
+  enum { NS = sizeof sizes / sizeof sizes[0] };
+  void* p[NS];
+  size_t u[NS];
+  for (int i = 0; i < NS; i++) {
+    size_t n = sizes[i];
+    p[i] = NULL;
+    if (which == 0) {
+      void* sentinel = (void*)16;
+      void* out = sentinel;
+      int r = A->posix_memalign(&out, al, n);
+      CHECK_MSG(r == 0, "posix_memalign(%zu, %zu) = %d", al, n, r);
+      if (r == 0) p[i] = out;
+    } else if (which == 1) {
+      p[i] = A->aligned_alloc(al, n);
+    } else {
+      p[i] = A->memalign(al, n);
+    }
+    CHECK_MSG(p[i] != NULL, "%s(%zu, %zu) failed", fname, al, n);
+    if (!p[i]) continue;
+    CHECK_MSG(aligned_to(p[i], al), "%s(%zu, %zu) = %p misaligned", fname, al, n, p[i]);
+    u[i] = A->usable_size(p[i]);
+    CHECK_MSG(u[i] >= n, "%s(%zu, %zu): usable %zu", fname, al, n, u[i]);
+    th_fill(p[i], u[i], (uintptr_t)p[i], n, al);
+  }
+  for (int i = 0; i < NS; i++) {
+    if (!p[i]) continue;
+    size_t bad = th_verify(p[i], u[i], (uintptr_t)p[i], sizes[i], al);
+    CHECK_MSG(bad == u[i], "%s(%zu, %zu): byte %zu overwritten", fname, al, sizes[i], bad);
+    CHECK(A->usable_size(p[i]) == u[i]);
+    A->free(p[i]);
+  }
+}
+
+static void test_alignments(void) {
+  for (size_t al = 16; al <= 4 * MiB; al <<= 1) {
+    aligned_round("posix_memalign", 0, al);
+    aligned_round("aligned_alloc", 1, al);
+    if (A->memalign) aligned_round("memalign", 2, al);
+  }
+  /* alignment 8 = sizeof(void*) is valid for posix_memalign */
+  void* out = NULL;
+  CHECK_EQ(A->posix_memalign(&out, 8, 100), 0);
+  A->free(out);
+}
+
+static void test_valloc_pvalloc(void) {
+  if (!A->valloc) return;
+  static const size_t sizes[] = {0, 1, 100, 4095, 4096, 4097, 10000, 100000, 3 * MiB, 5 * MiB};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    size_t n = sizes[i];
+    void* p = A->valloc(n);
+    CHECK_MSG(p != NULL && aligned_to(p, page_size), "valloc(%zu) = %p", n, p);
+    if (p) write_all_usable(p, n, "valloc");
+    A->free(p);
+
+    p = A->pvalloc(n);
+    CHECK_MSG(p != NULL && aligned_to(p, page_size), "pvalloc(%zu) = %p", n, p);
+    if (!p) continue;
+    size_t want = n == 0 ? page_size : round_up(n, page_size);
+    size_t u = A->usable_size(p);
+    CHECK_MSG(u >= want, "pvalloc(%zu): usable %zu < %zu", n, u, want);
+    if (expect_tessera)
+      CHECK_MSG(u % page_size == 0, "pvalloc(%zu): usable %zu not a page multiple", n, u);
+    write_all_usable(p, want, "pvalloc");
+    A->free(p);
+  }
+}
+
+/* ---- errno and usable size over a block's life ----------------------------- */
+
+static void test_free_preserves_errno(void) {
+  static const size_t sizes[] = {0, 16, 1000, 10000, 100000, 1 * MiB, 3 * MiB, 8 * MiB};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    void* p = A->malloc(sizes[i]);
+    CHECK(p != NULL);
+    errno = EILSEQ;
+    A->free(p);
+    CHECK_MSG(errno == EILSEQ, "free of a %zu-byte block changed errno to %d", sizes[i], errno);
+    p = A->aligned_alloc(4096, sizes[i] + 1);
+    errno = ENOTTY;
+    A->free(p);
+    CHECK_MSG(errno == ENOTTY, "free of an aligned %zu-byte block changed errno", sizes[i]);
+  }
+  /* freeing the last block of a page (page retired) and a full page's block */
+  void* blocks[4096];
+  for (int i = 0; i < 4096; i++) blocks[i] = A->malloc(64);
+  for (int i = 0; i < 4096; i++) {
+    errno = ERANGE;
+    A->free(blocks[i]);
+    if (errno != ERANGE) {
+      CHECK_MSG(errno == ERANGE, "free #%d of 64-byte blocks changed errno to %d", i, errno);
+      break;
+    }
+  }
+}
+
+static void test_usable_size_constant(void) {
+  static const size_t sizes[] = {1, 24, 200, 3000, 9000, 70000, 300000, 3 * MiB, 6 * MiB};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    void* p = A->malloc(sizes[i]);
+    CHECK(p != NULL);
+    if (!p) continue;
+    size_t u = A->usable_size(p);
+    void* others[64];
+    for (int k = 0; k < 64; k++) {
+      others[k] = A->malloc(sizes[i]);
+      memset(p, k, u);
+      CHECK_MSG(A->usable_size(p) == u, "usable size of a %zu block changed", sizes[i]);
+    }
+    for (int k = 0; k < 64; k += 2) A->free(others[k]);
+    CHECK(A->usable_size(p) == u);
+    for (int k = 1; k < 64; k += 2) A->free(others[k]);
+    CHECK(A->usable_size(p) == u);
+    A->free(p);
+  }
+}
+
+/* ---- impossible requests ------------------------------------------------------ */
+
+#define EXPECT_ENOMEM(call)                                               \
+  do {                                                                    \
+    errno = 0;                                                            \
+    void* r_ = (call);                                                    \
+    CHECK_MSG(r_ == NULL, "%s returned %p", #call, r_);                   \
+    CHECK_MSG(errno == ENOMEM, "%s: errno %d (%s), want ENOMEM", #call, errno, strerror(errno)); \
+    if (r_) A->free(r_);                                                  \
+  } while (0)
+
+static void test_impossible(void) {
+  const size_t pmax1 = (size_t)PTRDIFF_MAX + 1;
+  EXPECT_ENOMEM(A->malloc(SIZE_MAX));
+  EXPECT_ENOMEM(A->malloc(SIZE_MAX - 15));
+  EXPECT_ENOMEM(A->malloc(SIZE_MAX - 4096));
+  EXPECT_ENOMEM(A->malloc(pmax1));
+  EXPECT_ENOMEM(A->malloc((size_t)PTRDIFF_MAX));
+  EXPECT_ENOMEM(A->malloc((size_t)1 << 48)); /* more than the address space */
+  EXPECT_ENOMEM(A->calloc(SIZE_MAX / 2, 3));
+  EXPECT_ENOMEM(A->calloc((size_t)1 << 32, (size_t)1 << 32));
+  EXPECT_ENOMEM(A->calloc(SIZE_MAX, SIZE_MAX));
+  EXPECT_ENOMEM(A->calloc(1, SIZE_MAX));
+  EXPECT_ENOMEM(A->calloc(pmax1, 1));
+  EXPECT_ENOMEM(A->reallocarray(NULL, SIZE_MAX / 2, 3));
+  EXPECT_ENOMEM(A->realloc(NULL, SIZE_MAX));
+  EXPECT_ENOMEM(A->aligned_alloc(64, SIZE_MAX));
+  EXPECT_ENOMEM(A->aligned_alloc(4096, pmax1));
+  EXPECT_ENOMEM(A->aligned_alloc(1 * MiB, SIZE_MAX - MiB / 2));
+  EXPECT_ENOMEM(A->aligned_alloc(4 * MiB, SIZE_MAX - 4 * MiB));
+  if (A->memalign) {
+    EXPECT_ENOMEM(A->memalign(64, SIZE_MAX));
+    EXPECT_ENOMEM(A->memalign(4096, SIZE_MAX - 100));
+    EXPECT_ENOMEM(A->valloc(SIZE_MAX));
+    EXPECT_ENOMEM(A->valloc(SIZE_MAX - 100));
+    EXPECT_ENOMEM(A->pvalloc(SIZE_MAX));      /* rounding up to a page overflows */
+    EXPECT_ENOMEM(A->pvalloc(SIZE_MAX - 100));
+  }
+  /* posix_memalign reports ENOMEM as its result and leaves *out alone */
+  {
+    void* sentinel = (void*)(uintptr_t)0xabc0;
+    void* out = sentinel;
+    int r = A->posix_memalign(&out, 64, SIZE_MAX);
+    CHECK_MSG(r == ENOMEM, "posix_memalign(64, SIZE_MAX) = %d", r);
+    CHECK(out == sentinel);
+    out = sentinel;
+    r = A->posix_memalign(&out, 1 * MiB, pmax1);
+    CHECK_MSG(r == ENOMEM, "posix_memalign(1 MiB, PTRDIFF_MAX+1) = %d", r);
+    CHECK(out == sentinel);
+  }
+  /* an alignment that is a power of two but absurd: NULL, errno set */
+  {
+    errno = 0;
+    void* p = A->aligned_alloc((size_t)1 << 62, 16);
+    CHECK_MSG(p == NULL && (errno == ENOMEM || errno == EINVAL),
+              "aligned_alloc(2^62, 16) = %p, errno %d", p, errno);
+    A->free(p);
+  }
+
+  /* failed realloc / reallocarray: NULL, ENOMEM, old block intact */
+  static const size_t sizes[] = {10, 5000, 100000, 1 * MiB, 6 * MiB};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    size_t n = sizes[i];
+    void* p = A->malloc(n);
+    CHECK(p != NULL);
+    if (!p) continue;
+    size_t u = A->usable_size(p);
+    th_fill(p, u, 3, u, n);
+    const size_t big[] = {SIZE_MAX, SIZE_MAX - 8, pmax1, (size_t)1 << 48};
+    for (size_t k = 0; k < sizeof big / sizeof big[0]; k++) {
+      errno = 0;
+      void* q = A->realloc(p, big[k]);
+      CHECK_MSG(q == NULL, "realloc(%zu-byte block, %zu) = %p", n, big[k], q);
+      CHECK_MSG(errno == ENOMEM, "realloc(%zu-byte block, %zu): errno %d", n, big[k], errno);
+      if (q) { p = q; break; }
+    }
+    errno = 0;
+    void* q = A->reallocarray(p, (size_t)1 << 33, (size_t)1 << 33);
+    CHECK_MSG(q == NULL && errno == ENOMEM, "reallocarray overflow: %p errno %d", q, errno);
+    if (q) p = q;
+    errno = 0;
+    q = A->reallocarray(p, SIZE_MAX / 4, 8);
+    CHECK_MSG(q == NULL && errno == ENOMEM, "reallocarray overflow: %p errno %d", q, errno);
+    if (q) p = q;
+    CHECK(A->usable_size(p) == u);
+    size_t bad = th_verify(p, u, 3, u, n);
+    CHECK_MSG(bad == u, "failed realloc of a %zu-byte block damaged byte %zu", n, bad);
+    /* the block is still alive and can still grow */
+    q = A->reallocarray(p, 2, n);
+    CHECK(q != NULL);
+    if (q) {
+      CHECK(th_verify(q, u < 2 * n ? u : 2 * n, 3, u, n) == (u < 2 * n ? u : 2 * n));
+      p = q;
+    }
+    A->free(p);
+  }
+}
+
+/* ---- served by tessera ------------------------------------------------------ */
+
+/* A huge block raises huge_count by one while it lives. */
+static void served(const char* what, void* (*get)(void), void (*put)(void*)) {
+  if (!expect_tessera) return;
+  CHECK_MSG(stats_get != NULL, "tess_stats_get not found: is tessera loaded?");
+  if (!stats_get) return;
+  tess_stats_t s0, s1, s2;
+  stats_get(&s0);
+  void* p = get();
+  stats_get(&s1);
+  CHECK_MSG(p != NULL, "%s(8 MiB) failed", what);
+  CHECK_MSG(s1.huge_count == s0.huge_count + 1, "%s: huge_count %zu -> %zu: not served by tessera",
+            what, s0.huge_count, s1.huge_count);
+  if (p) memset(p, 1, HUGE_PROBE);
+  put(p);
+  stats_get(&s2);
+  CHECK_MSG(s2.huge_count == s0.huge_count, "%s: huge_count after release %zu, before %zu", what,
+            s2.huge_count, s0.huge_count);
+}
+
+static void* g_malloc(void) { return A->malloc(HUGE_PROBE); }
+static void* g_calloc(void) { return A->calloc(HUGE_PROBE / 8, 8); }
+static void* g_realloc(void) { return A->realloc(NULL, HUGE_PROBE); }
+static void* g_reallocarray(void) { return A->reallocarray(NULL, 8, HUGE_PROBE / 8); }
+static void* g_aligned_alloc(void) { return A->aligned_alloc(64 * KiB, HUGE_PROBE); }
+static void* g_posix_memalign(void) {
+  void* p = NULL;
+  return A->posix_memalign(&p, 4096, HUGE_PROBE) == 0 ? p : NULL;
+}
+static void* g_memalign(void) { return A->memalign(4096, HUGE_PROBE); }
+static void* g_valloc(void) { return A->valloc(HUGE_PROBE); }
+static void* g_pvalloc(void) { return A->pvalloc(HUGE_PROBE); }
+static void p_free(void* p) { A->free(p); }
+static void p_realloc0(void* p) { A->realloc(p, 0); }
+static void p_free_sized(void* p) { A->free_sized(p, HUGE_PROBE); }
+static void p_free_aligned_sized(void* p) { A->free_aligned_sized(p, 64 * KiB, HUGE_PROBE); }
+static void p_cfree(void* p) { A->cfree(p); }
+
+#if !defined(API_TESS)
+static void* g_libc_malloc(void) { return __libc_malloc(HUGE_PROBE); }
+static void* g_libc_calloc(void) { return __libc_calloc(1, HUGE_PROBE); }
+static void* g_libc_realloc(void) { return __libc_realloc(NULL, HUGE_PROBE); }
+static void* g_libc_memalign(void) { return __libc_memalign(4096, HUGE_PROBE); }
+static void* g_libc_valloc(void) { return __libc_valloc(HUGE_PROBE); }
+static void* g_libc_pvalloc(void) { return __libc_pvalloc(HUGE_PROBE); }
+static void* g___posix_memalign(void) {
+  void* p = NULL;
+  return __posix_memalign(&p, 64, HUGE_PROBE) == 0 ? p : NULL;
+}
+static void p_libc_free(void* p) { __libc_free(p); }
+#endif
+
+static void test_served_by_tessera(void) {
+  served("malloc", g_malloc, p_free);
+  served("calloc", g_calloc, p_free);
+  served("realloc(NULL)", g_realloc, p_realloc0);
+  served("reallocarray(NULL)", g_reallocarray, p_free);
+  served("aligned_alloc", g_aligned_alloc, p_free);
+  served("posix_memalign", g_posix_memalign, p_free);
+  if (A->free_sized) served("malloc/free_sized", g_malloc, p_free_sized);
+  if (A->free_aligned_sized) served("aligned_alloc/free_aligned_sized", g_aligned_alloc, p_free_aligned_sized);
+  if (A->memalign) {
+    served("memalign", g_memalign, p_free);
+    served("valloc", g_valloc, p_free);
+    served("pvalloc", g_pvalloc, p_free);
+  }
+  if (A->cfree) served("malloc/cfree", g_malloc, p_cfree);
+}
+
+/* ---- the rest of the glibc-compatible surface ------------------------------- */
+
+#if !defined(API_TESS)
+static void test_libc_names(void) {
+  struct {
+    const char* name;
+    void* addr;
+  } names[] = {
+      {"__libc_malloc", (void*)__libc_malloc},   {"__libc_free", (void*)__libc_free},
+      {"__libc_calloc", (void*)__libc_calloc},   {"__libc_realloc", (void*)__libc_realloc},
+      {"__libc_memalign", (void*)__libc_memalign}, {"__libc_valloc", (void*)__libc_valloc},
+      {"__libc_pvalloc", (void*)__libc_pvalloc}, {"__posix_memalign", (void*)__posix_memalign},
+  };
+  bool all = true;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    if (!names[i].addr) all = false;
+    if (expect_tessera) CHECK_MSG(names[i].addr != NULL, "%s is not defined", names[i].name);
+  }
+  if (!all) return;
+  void* p = __libc_malloc(100);
+  CHECK(p != NULL && aligned_to(p, 16) && A->usable_size(p) >= 100);
+  p = __libc_realloc(p, 5000);
+  CHECK(p != NULL && A->usable_size(p) >= 5000);
+  A->free(p);
+  unsigned char* c = __libc_calloc(10, 10);
+  CHECK(c != NULL && th_first_nonzero(c, 100) == 100);
+  __libc_free(c);
+  p = __libc_memalign(1024, 10);
+  CHECK(p != NULL && aligned_to(p, 1024));
+  __libc_free(p);
+  p = __libc_valloc(10);
+  CHECK(p != NULL && aligned_to(p, page_size));
+  __libc_free(p);
+  p = __libc_pvalloc(10);
+  CHECK(p != NULL && aligned_to(p, page_size) && A->usable_size(p) >= page_size);
+  __libc_free(p);
+  p = NULL;
+  CHECK_EQ(__posix_memalign(&p, 512, 10), 0);
+  CHECK(p != NULL && aligned_to(p, 512));
+  __libc_free(p);
+  void* sentinel = (void*)(uintptr_t)0x5550;
+  p = sentinel;
+  CHECK_EQ(__posix_memalign(&p, 24, 10), EINVAL);
+  CHECK(p == sentinel);
+  errno = 0;
+  CHECK(__libc_malloc(SIZE_MAX) == NULL);
+  CHECK_ERRNO(ENOMEM);
+
+  served("__libc_malloc", g_libc_malloc, p_libc_free);
+  served("__libc_calloc", g_libc_calloc, p_free);
+  served("__libc_realloc", g_libc_realloc, p_libc_free);
+  served("__libc_memalign", g_libc_memalign, p_libc_free);
+  served("__libc_valloc", g_libc_valloc, p_libc_free);
+  served("__libc_pvalloc", g_libc_pvalloc, p_libc_free);
+  served("__posix_memalign", g___posix_memalign, p_libc_free);
+}
+
+/* Every standard entry point must be tessera's: one left to glibc sends
+ * memory to another allocator. */
+static void test_symbols_resolve_to_tessera(void) {
+  if (!expect_tessera) return;
+  static const char* const names[] = {
+      "malloc", "free", "calloc", "realloc", "reallocarray", "aligned_alloc", "posix_memalign",
+      "memalign", "valloc", "pvalloc", "malloc_usable_size", "free_sized", "free_aligned_sized",
+      "cfree", "mallopt", "mallinfo", "mallinfo2", "malloc_trim", "malloc_stats", "malloc_info",
+      "__libc_malloc", "__libc_free", "__libc_calloc", "__libc_realloc", "__libc_memalign",
+      "__libc_valloc", "__libc_pvalloc", "__posix_memalign",
+  };
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    void* f = dlsym(RTLD_DEFAULT, names[i]);
+    Dl_info info;
+    memset(&info, 0, sizeof info);
+    CHECK_MSG(f != NULL, "%s not found", names[i]);
+    if (!f) continue;
+    CHECK_MSG(dladdr(f, &info) && info.dli_fname && strstr(info.dli_fname, "libtessera"),
+              "%s resolves to %s, not libtessera", names[i], info.dli_fname ? info.dli_fname : "?");
+  }
+}
+
+/* Run fn with stderr redirected to a temporary file; return what it wrote. */
+static size_t capture_stderr(void (*fn)(void), char* buf, size_t cap) {
+  fflush(stderr);
+  FILE* tmp = tmpfile();
+  int saved = dup(2);
+  if (!tmp || saved < 0) return 0;
+  dup2(fileno(tmp), 2);
+  fn();
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  rewind(tmp);
+  size_t n = fread(buf, 1, cap - 1, tmp);
+  buf[n] = 0;
+  fclose(tmp);
+  return n;
+}
+
+static void call_malloc_stats(void) { malloc_stats(); }
+
+static void test_glibc_extras(void) {
+  /* mallopt: 1 for the parameters glibc knows (values are glibc's defaults) */
+  CHECK_EQ(mallopt(M_MMAP_THRESHOLD, 128 * 1024), 1);
+  CHECK_EQ(mallopt(M_TRIM_THRESHOLD, 128 * 1024), 1);
+  CHECK_EQ(mallopt(M_TOP_PAD, 128 * 1024), 1);
+  CHECK_EQ(mallopt(M_MMAP_MAX, 65536), 1);
+  CHECK_EQ(mallopt(M_ARENA_MAX, 8), 1);
+  CHECK_EQ(mallopt(M_ARENA_TEST, 8), 1);
+  CHECK_EQ(mallopt(M_MXFAST, 128), 1);
+  CHECK_EQ(mallopt(M_PERTURB, 0), 1);
+
+  /* mallinfo / mallinfo2: non-zero once something is allocated */
+  enum { N = 4096 };
+  static void* keep[N];
+  for (int i = 0; i < N / 2; i++) keep[i] = A->malloc(1000);
+  struct mallinfo2 m2 = mallinfo2();
+  CHECK_MSG(m2.arena > 0, "mallinfo2().arena == 0");
+  CHECK_MSG(m2.uordblks > 0, "mallinfo2().uordblks == 0");
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  struct mallinfo m1 = mallinfo();
+#pragma GCC diagnostic pop
+  CHECK_MSG(m1.arena > 0, "mallinfo().arena == 0");
+  CHECK_MSG(m1.uordblks > 0, "mallinfo().uordblks == 0");
+  /* 16 MiB more in small blocks shows in uordblks */
+  for (int i = N / 2; i < N; i++) keep[i] = A->malloc(8000);
+  struct mallinfo2 m3 = mallinfo2();
+  CHECK_MSG(m3.uordblks >= m2.uordblks + 8 * MiB, "mallinfo2().uordblks %zu -> %zu after 16 MiB",
+            m2.uordblks, m3.uordblks);
+  for (int i = 0; i < N; i++) A->free(keep[i]);
+
+  /* malloc_trim: 0 or 1, also right after freeing a lot */
+  int t = malloc_trim(0);
+  CHECK_MSG(t == 0 || t == 1, "malloc_trim(0) = %d", t);
+  t = malloc_trim(1 * MiB);
+  CHECK_MSG(t == 0 || t == 1, "malloc_trim(1 MiB) = %d", t);
+
+  /* malloc_stats: something on stderr */
+  static char buf[64 * 1024];
+  size_t n = capture_stderr(call_malloc_stats, buf, sizeof buf);
+  CHECK_MSG(n > 0, "malloc_stats printed nothing on stderr");
+
+  /* malloc_info: XML on the FILE* */
+  FILE* f = tmpfile();
+  CHECK(f != NULL);
+  if (f) {
+    CHECK_EQ(malloc_info(0, f), 0);
+    fflush(f);
+    rewind(f);
+    n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    const char* s = buf;
+    while (*s == ' ' || *s == '\n') s++;
+    CHECK_MSG(s[0] == '<', "malloc_info output does not start with '<': %.60s", s);
+    CHECK_MSG(strstr(buf, "<malloc") != NULL, "malloc_info: no <malloc element");
+    CHECK_MSG(strstr(buf, "</malloc>") != NULL, "malloc_info: no </malloc>");
+  }
+}
+#endif /* !API_TESS */
+
+#if defined(API_TESS)
+#include "json_check.h"
+
+/* tess_stats_*, tess_trim */
+static void test_tess_extras(void) {
+  tess_stats_t s;
+  void* big = tess_malloc(HUGE_PROBE);
+  void* small[100];
+  for (int i = 0; i < 100; i++) small[i] = tess_malloc(100);
+  tess_stats_get(&s);
+  CHECK(s.mapped > 0);
+  CHECK(s.committed > 0);
+  CHECK_MSG(s.committed <= s.mapped, "committed %zu > mapped %zu", s.committed, s.mapped);
+  CHECK_MSG(s.resident_max >= s.committed, "resident_max %zu < committed %zu", s.resident_max,
+            s.committed);
+  CHECK_MSG(s.in_use > 0 && s.in_use <= s.mapped, "in_use %zu, mapped %zu", s.in_use, s.mapped);
+  CHECK(s.huge_count >= 1);
+  CHECK_MSG(s.huge_bytes >= HUGE_PROBE, "huge_bytes %zu", s.huge_bytes);
+  CHECK(s.segments >= 1);
+  CHECK(s.heaps >= 1);
+  CHECK(s.mmap_calls >= 1 && s.mmap_calls >= s.munmap_calls);
+
+  static char buf[64 * 1024];
+  FILE* f = tmpfile();
+  CHECK(f != NULL);
+  if (f) {
+    tess_stats_print(f, 0);
+    fflush(f);
+    long text_len = ftell(f);
+    CHECK_MSG(text_len > 0, "tess_stats_print(text) wrote nothing");
+    fclose(f);
+  }
+  f = tmpfile();
+  CHECK(f != NULL);
+  if (f) {
+    tess_stats_print(f, 1);
+    fflush(f);
+    rewind(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    const char* err = json_check_object(buf);
+    CHECK_MSG(err == NULL, "tess_stats_print(json) is not one JSON object: %s: %.200s", err, buf);
+    CHECK_MSG(strstr(buf, "\"mapped\"") != NULL, "JSON stats lack \"mapped\": %.200s", buf);
+  }
+  tess_free(big);
+  for (int i = 0; i < 100; i++) tess_free(small[i]);
+  int t = tess_trim();
+  CHECK_MSG(t == 0 || t == 1, "tess_trim() = %d", t);
+}
+#endif
+
+int main(int argc, char** argv) {
+  page_size = (size_t)sysconf(_SC_PAGESIZE);
+#if defined(API_PRELOAD)
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--expect-tessera")) expect_tessera = true;
+  stats_get = (void (*)(tess_stats_t*))dlsym(RTLD_DEFAULT, "tess_stats_get");
+  if (expect_tessera) CHECK_MSG(stats_get != NULL, "tessera is not loaded (LD_PRELOAD?)");
+#else
+  expect_tessera = true;
+  stats_get = tess_stats_get;
+#endif
+  fprintf(stderr, "api_conformance: %s names, tessera %s\n", A->name,
+          expect_tessera ? "expected" : "not expected (reference run)");
+
+  test_malloc_zero();
+  test_alignment_and_usable();
+  test_no_overlap();
+  test_calloc();
+  test_realloc_pairs();
+  test_realloc_ladder();
+  test_realloc_keeps_usable();
+  test_realloc_null_and_zero();
+  test_release_functions();
+  test_free_sized();
+  test_posix_memalign_einval();
+  test_aligned_alloc_einval();
+  test_alignments();
+  test_valloc_pvalloc();
+  test_free_preserves_errno();
+  test_usable_size_constant();
+  test_impossible();
+  test_served_by_tessera();
+#if !defined(API_TESS)
+  test_libc_names();
+  test_symbols_resolve_to_tessera();
+  test_glibc_extras();
+  if (expect_tessera) CHECK_MSG(A->cfree != NULL, "cfree is not defined");
+#else
+  test_tess_extras();
+#endif
+  return th_done();
+}

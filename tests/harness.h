@@ -1,0 +1,172 @@
+/* harness.h - the test suite's tiny check harness.
+ *
+ * CHECK(expr) evaluates expr; when false it prints "file:line: CHECK failed:
+ * expr" (plus any context given) to stderr and counts a failure.  Checks
+ * never stop the program, so one run reports every broken assertion.  A test
+ * program ends with `return th_done();`, which prints a one-line tally and
+ * returns non-zero when any check failed.
+ *
+ * The harness never allocates through malloc itself beyond what stdio does,
+ * so it stays usable while the allocator under test is misbehaving.
+ */
+#ifndef TESS_TEST_HARNESS_H
+#define TESS_TEST_HARNESS_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static long th_checks;
+static long th_failures;
+static const char* th_context; /* optional label printed with failures */
+
+#define TH_MAX_PRINTED 60 /* failures printed in full; the rest only counted */
+
+static void th_fail(const char* file, int line, const char* expr, const char* fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void th_fail(const char* file, int line, const char* expr, const char* fmt, ...) {
+  th_failures++;
+  if (th_failures > TH_MAX_PRINTED) {
+    if (th_failures == TH_MAX_PRINTED + 1)
+      fprintf(stderr, "(further failures counted, not printed)\n");
+    return;
+  }
+  fprintf(stderr, "%s:%d: CHECK failed: %s", file, line, expr);
+  if (th_context) fprintf(stderr, " [%s]", th_context);
+  if (fmt && fmt[0]) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs(" -- ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+  }
+  fputc('\n', stderr);
+  fflush(stderr);
+}
+
+/* CHECK(expr): counts and reports a false expression. */
+#define CHECK(expr)                                                   \
+  do {                                                                \
+    th_checks++;                                                      \
+    if (!(expr)) th_fail(__FILE__, __LINE__, #expr, "%s", "");        \
+  } while (0)
+
+/* CHECK_MSG(expr, fmt, ...): as CHECK, with printf-style context. */
+#define CHECK_MSG(expr, ...)                                          \
+  do {                                                                \
+    th_checks++;                                                      \
+    if (!(expr)) th_fail(__FILE__, __LINE__, #expr, __VA_ARGS__);     \
+  } while (0)
+
+/* CHECK_EQ(a, b): integer equality, printing both values on failure. */
+#define CHECK_EQ(a, b)                                                        \
+  do {                                                                        \
+    uintmax_t th_a_ = (uintmax_t)(a), th_b_ = (uintmax_t)(b);                 \
+    th_checks++;                                                              \
+    if (th_a_ != th_b_)                                                       \
+      th_fail(__FILE__, __LINE__, #a " == " #b, "%ju (0x%jx) vs %ju (0x%jx)", \
+              th_a_, th_a_, th_b_, th_b_);                                    \
+  } while (0)
+
+/* CHECK_ERRNO(e): errno equals e (checked right after the failing call). */
+#define CHECK_ERRNO(e)                                                       \
+  do {                                                                       \
+    int th_e_ = errno;                                                       \
+    th_checks++;                                                             \
+    if (th_e_ != (e))                                                        \
+      th_fail(__FILE__, __LINE__, "errno == " #e, "errno is %d (%s)", th_e_, \
+              strerror(th_e_));                                              \
+  } while (0)
+
+/* Print the tally; the return value is the program's exit status. */
+static int th_done(void) {
+  const char* name = program_invocation_short_name;
+  if (th_failures) {
+    fprintf(stderr, "%s: %ld of %ld checks FAILED\n", name, th_failures, th_checks);
+    return 1;
+  }
+  if (th_checks == 0) {
+    fprintf(stderr, "%s: no checks ran\n", name);
+    return 1;
+  }
+  fprintf(stderr, "%s: all %ld checks passed\n", name, th_checks);
+  return 0;
+}
+
+/* ---- helpers shared by several tests ------------------------------------ */
+
+/* splitmix64: a small deterministic generator for sizes and patterns. */
+static inline uint64_t th_mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+static inline uint64_t th_rand(uint64_t* state) { return th_mix((*state)++ * 0x2545f4914f6cdd1dull + 1); }
+
+/* Byte i of the pattern for a block at `base` of `size` bytes and `seed`.
+ * Derived from all three so a block handed out twice, or moved without
+ * copying, or mixed up with its neighbour, shows up as a mismatch. */
+static inline unsigned char th_pattern_byte(uintptr_t base, size_t size, uint64_t seed, size_t i) {
+  uint64_t w = th_mix((uint64_t)base ^ ((uint64_t)size << 1) ^ seed ^ (uint64_t)(i >> 3));
+  return (unsigned char)(w >> ((i & 7) * 8));
+}
+
+/* Fill `n` bytes at p with the pattern keyed by (key, size, seed). */
+static inline void th_fill(void* p, size_t n, uintptr_t key, size_t size, uint64_t seed) {
+  unsigned char* b = (unsigned char*)p;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w = th_mix((uint64_t)key ^ ((uint64_t)size << 1) ^ seed ^ (uint64_t)(i >> 3));
+    memcpy(b + i, &w, 8);
+  }
+  for (; i < n; i++) b[i] = th_pattern_byte(key, size, seed, i);
+}
+
+/* Index of the first byte of p[0..n) not matching the pattern, or n. */
+static inline size_t th_verify(const void* p, size_t n, uintptr_t key, size_t size, uint64_t seed) {
+  const unsigned char* b = (const unsigned char*)p;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w = th_mix((uint64_t)key ^ ((uint64_t)size << 1) ^ seed ^ (uint64_t)(i >> 3)), v;
+    memcpy(&v, b + i, 8);
+    if (v != w) break;
+  }
+  for (; i < n; i++)
+    if (b[i] != th_pattern_byte(key, size, seed, i)) return i;
+  return n;
+}
+
+/* Index of the first non-zero byte of p[0..n), or n. */
+static inline size_t th_first_nonzero(const void* p, size_t n) {
+  const unsigned char* b = (const unsigned char*)p;
+  for (size_t i = 0; i < n; i++)
+    if (b[i]) return i;
+  return n;
+}
+
+/* Resident set size of this process in bytes, from /proc/self/statm. */
+static inline size_t th_rss_bytes(void) {
+  FILE* f = fopen("/proc/self/statm", "r");
+  unsigned long size = 0, rss = 0;
+  if (!f) return 0;
+  if (fscanf(f, "%lu %lu", &size, &rss) != 2) rss = 0;
+  fclose(f);
+  return rss * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Virtual size of this process in bytes, from /proc/self/statm. */
+static inline size_t th_vsize_bytes(void) {
+  FILE* f = fopen("/proc/self/statm", "r");
+  unsigned long size = 0;
+  if (!f) return 0;
+  if (fscanf(f, "%lu", &size) != 1) size = 0;
+  fclose(f);
+  return size * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+#endif /* TESS_TEST_HARNESS_H */

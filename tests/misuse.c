@@ -1,0 +1,450 @@
+/* misuse.c - misuse is caught, reported in one line, and aborts.
+ *
+ * A table of cases (after OpenBSD's malloc_errs regress test).  Each case
+ * runs in a child process that first sends the pointer it is about to
+ * misuse (formatted with %p) up a pipe, then misuses it.  The child must die
+ * of SIGABRT, and its stderr must hold the line
+ *
+ *     tessera: <call>(<that pointer>): <what...>
+ *
+ * where <what> contains the expected words ("invalid pointer", "double
+ * free", "size").  A child that returns, exits, or dies otherwise fails.
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <malloc.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tessera.h"
+
+extern void free_sized(void* p, size_t size) __attribute__((weak));
+extern void free_aligned_sized(void* p, size_t alignment, size_t size) __attribute__((weak));
+
+/* Calls through volatile pointers: the compiler must not see (and warn
+ * about, or drop) frees of non-heap objects. */
+static void* (*volatile v_malloc)(size_t) = malloc;
+static void (*volatile v_free)(void*) = free;
+static void* (*volatile v_realloc)(void*, size_t) = realloc;
+static size_t (*volatile v_usable)(void*) = malloc_usable_size;
+static void* (*volatile v_aligned_alloc)(size_t, size_t) = aligned_alloc;
+static void (*volatile v_tess_free)(void*) = tess_free;
+static void* (*volatile v_tess_malloc)(size_t) = tess_malloc;
+static void* (*volatile v_tess_realloc)(void*, size_t) = tess_realloc;
+
+#define SEGMENT_SIZE ((uintptr_t)4 << 20) /* tessera's segment size (types.h) */
+
+static int ptr_fd = -1; /* the child's pipe for the pointer text */
+
+/* Tell the parent which pointer is about to be misused. */
+static void announce(const void* p) {
+  char buf[64];
+  int n = snprintf(buf, sizeof buf, "%p", p);
+  if (write(ptr_fd, buf, (size_t)n) != n) _exit(97);
+  close(ptr_fd);
+}
+
+static char global_buf[256] __attribute__((aligned(64)));
+
+/* ---- the cases: each misuses one pointer and should not return ----------- */
+
+static void c_free_stack(void) {
+  char buf[128] __attribute__((aligned(16)));
+  memset(buf, 1, sizeof buf);
+  announce(buf + 32);
+  v_free(buf + 32);
+}
+static void c_free_global(void) {
+  announce(global_buf + 64);
+  v_free(global_buf + 64);
+}
+static void c_free_interior_small(void) {
+  char* p = v_malloc(64);
+  announce(p + 16);
+  v_free(p + 16);
+}
+static void c_free_interior_small_mid(void) {
+  char* p = v_malloc(200);
+  announce(p + 96);
+  v_free(p + 96);
+}
+static void c_free_plus8(void) {
+  char* p = v_malloc(100);
+  announce(p + 8);
+  v_free(p + 8);
+}
+static void c_free_plus1(void) {
+  char* p = v_malloc(48);
+  announce(p + 1);
+  v_free(p + 1);
+}
+static void c_free_interior_medium(void) {
+  char* p = v_malloc(20000);
+  announce(p + 4096);
+  v_free(p + 4096);
+}
+static void c_free_interior_large(void) {
+  char* p = v_malloc(1 << 20);
+  announce(p + 65536);
+  v_free(p + 65536);
+}
+static void c_free_interior_huge(void) {
+  char* p = v_malloc(8 << 20);
+  announce(p + 4096);
+  v_free(p + 4096);
+}
+static void c_free_plus8_huge(void) {
+  char* p = v_malloc(8 << 20);
+  announce(p + 8);
+  v_free(p + 8);
+}
+static void c_free_mmap(void) {
+  void* m = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) _exit(98);
+  announce(m);
+  v_free(m);
+}
+/* a mapping aligned like a segment, that tessera did not make */
+static void c_free_mmap_segment_aligned(void) {
+  size_t len = 3 * SEGMENT_SIZE;
+  char* m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) _exit(98);
+  char* a = (char*)(((uintptr_t)m + SEGMENT_SIZE - 1) & ~(SEGMENT_SIZE - 1));
+  memset(a, 0, 2 * 65536);
+  announce(a + 65536);
+  v_free(a + 65536);
+}
+/* the start of tessera's own segment: its header, never a block */
+static void c_free_segment_header(void) {
+  char* p = v_malloc(64);
+  char* seg = (char*)((uintptr_t)p & ~(SEGMENT_SIZE - 1));
+  announce(seg);
+  v_free(seg);
+}
+static void c_free_low_address(void) {
+  announce((void*)0x1000);
+  v_free((void*)0x1000);
+}
+static void c_double_free_small(void) {
+  void* p = v_malloc(32);
+  v_free(p);
+  announce(p);
+  v_free(p);
+}
+static void c_double_free_small_between(void) {
+  void* p = v_malloc(32);
+  void* q = v_malloc(32);
+  v_free(p);
+  v_free(q);
+  announce(p);
+  v_free(p);
+}
+static void c_double_free_small_many_between(void) {
+  void* b[50];
+  for (int i = 0; i < 50; i++) b[i] = v_malloc(80);
+  v_free(b[10]);
+  for (int i = 0; i < 50; i++)
+    if (i != 10) v_free(b[i]);
+  announce(b[10]);
+  v_free(b[10]);
+}
+static void c_double_free_medium(void) {
+  void* p = v_malloc(30000);
+  void* q = v_malloc(30000);
+  v_free(p);
+  v_free(q);
+  announce(p);
+  v_free(p);
+}
+static void c_double_free_large(void) {
+  void* p = v_malloc(1 << 20);
+  v_free(p);
+  announce(p);
+  v_free(p);
+}
+static void c_double_free_huge(void) {
+  void* p = v_malloc(8 << 20);
+  v_free(p);
+  announce(p);
+  v_free(p);
+}
+static void c_double_free_aligned(void) {
+  void* p = v_aligned_alloc(4096, 100);
+  v_free(p);
+  announce(p);
+  v_free(p);
+}
+static void c_realloc_stack(void) {
+  char buf[64] __attribute__((aligned(16)));
+  memset(buf, 0, sizeof buf);
+  announce(buf);
+  v_realloc(buf, 128);
+}
+static void c_realloc_interior(void) {
+  char* p = v_malloc(256);
+  announce(p + 16);
+  v_realloc(p + 16, 1000);
+}
+static void c_usable_size_stack(void) {
+  char buf[64] __attribute__((aligned(16)));
+  memset(buf, 0, sizeof buf);
+  announce(buf);
+  (void)v_usable(buf);
+}
+static void c_usable_size_interior(void) {
+  char* p = v_malloc(64);
+  announce(p + 16);
+  (void)v_usable(p + 16);
+}
+static void c_free_sized_too_big(void) {
+  void* p = v_malloc(64);
+  size_t u = v_usable(p);
+  announce(p);
+  free_sized(p, u + 1);
+}
+static void c_free_sized_much_too_big(void) {
+  void* p = v_malloc(100);
+  announce(p);
+  free_sized(p, 1 << 20);
+}
+static void c_free_sized_too_big_large(void) {
+  void* p = v_malloc(1 << 20);
+  size_t u = v_usable(p);
+  announce(p);
+  free_sized(p, u + 4096);
+}
+static void c_free_sized_interior(void) {
+  char* p = v_malloc(64);
+  announce(p + 16);
+  free_sized(p + 16, 16);
+}
+static void c_free_aligned_sized_too_big(void) {
+  void* p = v_aligned_alloc(256, 256);
+  size_t u = v_usable(p);
+  announce(p);
+  free_aligned_sized(p, 256, u + 256);
+}
+static void c_tess_free_stack(void) {
+  char buf[64] __attribute__((aligned(16)));
+  memset(buf, 0, sizeof buf);
+  announce(buf + 16);
+  v_tess_free(buf + 16);
+}
+static void c_tess_double_free(void) {
+  void* p = v_tess_malloc(48);
+  void* q = v_tess_malloc(48);
+  v_tess_free(p);
+  v_tess_free(q);
+  announce(p);
+  v_tess_free(p);
+}
+static void c_tess_realloc_interior(void) {
+  char* p = v_tess_malloc(64);
+  announce(p + 8);
+  v_tess_realloc(p + 8, 100);
+}
+static void c_tess_free_sized_too_big(void) {
+  void* p = v_tess_malloc(64);
+  size_t u = tess_usable_size(p);
+  announce(p);
+  tess_free_sized(p, u + 1);
+}
+/* a double free from another thread than the one that allocated */
+#include <pthread.h>
+static void* free_it(void* p) {
+  v_free(p);
+  return NULL;
+}
+static void c_double_free_cross_thread(void) {
+  void* p = v_malloc(64);
+  void* q = v_malloc(64);
+  pthread_t t;
+  pthread_create(&t, NULL, free_it, p);
+  pthread_join(t, NULL);
+  v_free(q);
+  announce(p);
+  v_free(p);
+}
+
+typedef struct misuse_case_s {
+  const char* name;
+  void (*run)(void);
+  const char* calls; /* accepted call names, '|'-separated */
+  const char* what;  /* accepted words after the colon, '|'-separated */
+  int needs_free_sized;
+} misuse_case_t;
+
+static const misuse_case_t cases[] = {
+    {"free of a stack address", c_free_stack, "free", "invalid pointer", 0},
+    {"free of a global", c_free_global, "free", "invalid pointer", 0},
+    {"free of an interior pointer (small, +16)", c_free_interior_small, "free", "invalid pointer", 0},
+    {"free of an interior pointer (small, +96)", c_free_interior_small_mid, "free", "invalid pointer", 0},
+    {"free of block start + 8", c_free_plus8, "free", "invalid pointer", 0},
+    {"free of block start + 1", c_free_plus1, "free", "invalid pointer", 0},
+    {"free of an interior pointer (medium)", c_free_interior_medium, "free", "invalid pointer", 0},
+    {"free of an interior pointer (large)", c_free_interior_large, "free", "invalid pointer", 0},
+    {"free of an interior pointer (huge)", c_free_interior_huge, "free", "invalid pointer", 0},
+    {"free of huge block start + 8", c_free_plus8_huge, "free", "invalid pointer", 0},
+    {"free of a pointer from mmap", c_free_mmap, "free", "invalid pointer", 0},
+    {"free inside a foreign 4 MiB-aligned mapping", c_free_mmap_segment_aligned, "free", "invalid pointer", 0},
+    {"free of a segment header", c_free_segment_header, "free", "invalid pointer", 0},
+    {"free of address 0x1000", c_free_low_address, "free", "invalid pointer", 0},
+    {"double free (small, immediate)", c_double_free_small, "free", "double free", 0},
+    {"double free (small, other block freed between)", c_double_free_small_between, "free", "double free", 0},
+    {"double free (small, whole page freed between)", c_double_free_small_many_between, "free", "double free|invalid pointer", 0},
+    {"double free (medium)", c_double_free_medium, "free", "double free", 0},
+    {"double free (large)", c_double_free_large, "free", "double free|invalid pointer", 0},
+    {"double free (huge)", c_double_free_huge, "free", "double free|invalid pointer", 0},
+    {"double free (aligned_alloc 4096)", c_double_free_aligned, "free", "double free", 0},
+    {"double free (first free from another thread)", c_double_free_cross_thread, "free", "double free", 0},
+    {"realloc of a stack address", c_realloc_stack, "realloc", "invalid pointer", 0},
+    {"realloc of an interior pointer", c_realloc_interior, "realloc", "invalid pointer", 0},
+    {"malloc_usable_size of a stack address", c_usable_size_stack, "malloc_usable_size", "invalid pointer", 0},
+    {"malloc_usable_size of an interior pointer", c_usable_size_interior, "malloc_usable_size", "invalid pointer", 0},
+    {"free_sized with usable size + 1", c_free_sized_too_big, "free_sized", "size", 1},
+    {"free_sized with 1 MiB for a small block", c_free_sized_much_too_big, "free_sized", "size", 1},
+    {"free_sized too big (large block)", c_free_sized_too_big_large, "free_sized", "size", 1},
+    {"free_sized of an interior pointer", c_free_sized_interior, "free_sized", "invalid pointer", 1},
+    {"free_aligned_sized too big", c_free_aligned_sized_too_big, "free_aligned_sized", "size", 1},
+    {"tess_free of a stack address", c_tess_free_stack, "tess_free|free", "invalid pointer", 0},
+    {"tess_free double free", c_tess_double_free, "tess_free|free", "double free", 0},
+    {"tess_realloc of block start + 8", c_tess_realloc_interior, "tess_realloc|realloc", "invalid pointer", 0},
+    {"tess_free_sized too big", c_tess_free_sized_too_big, "tess_free_sized|free_sized", "size", 0},
+};
+
+/* Read all of fd into buf (NUL-terminated). */
+static size_t slurp(int fd, char* buf, size_t cap) {
+  size_t n = 0;
+  for (;;) {
+    if (n + 1 >= cap) {
+      char sink[256];
+      if (read(fd, sink, sizeof sink) <= 0) break;
+      continue;
+    }
+    ssize_t r = read(fd, buf + n, cap - 1 - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    n += (size_t)r;
+  }
+  buf[n] = 0;
+  return n;
+}
+
+/* Does `alts` ('|'-separated) contain a word w such that match(w) holds? */
+static int any_alt(const char* alts, int (*match)(const char* word, void* ctx), void* ctx) {
+  char word[64];
+  for (const char* s = alts; *s;) {
+    size_t n = strcspn(s, "|");
+    if (n >= sizeof word) n = sizeof word - 1;
+    memcpy(word, s, n);
+    word[n] = 0;
+    if (match(word, ctx)) return 1;
+    s += n;
+    if (*s == '|') s++;
+  }
+  return 0;
+}
+
+typedef struct {
+  const char* line; /* one line of stderr, NUL-terminated */
+  const char* ptr;  /* pointer text the child announced */
+  const misuse_case_t* c;
+} line_ctx_t;
+
+static int what_in_rest(const char* word, void* ctx) { return strstr((const char*)ctx, word) != NULL; }
+
+static int line_matches_call(const char* call, void* vctx) {
+  line_ctx_t* ctx = vctx;
+  char prefix[160];
+  snprintf(prefix, sizeof prefix, "tessera: %s(%s): ", call, ctx->ptr);
+  size_t n = strlen(prefix);
+  if (strncmp(ctx->line, prefix, n) != 0) return 0;
+  return any_alt(ctx->c->what, what_in_rest, (void*)(ctx->line + n));
+}
+
+static void run_case(const misuse_case_t* c) {
+  th_context = c->name;
+  if (c->needs_free_sized && (!free_sized || !free_aligned_sized)) {
+    CHECK_MSG(0, "free_sized/free_aligned_sized not defined");
+    return;
+  }
+  int errp[2], ptrp[2];
+  if (pipe(errp) || pipe(ptrp)) {
+    CHECK_MSG(0, "pipe: %s", strerror(errno));
+    return;
+  }
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    CHECK_MSG(0, "fork: %s", strerror(errno));
+    return;
+  }
+  if (pid == 0) {
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    alarm(20); /* a hang dies of SIGALRM, which fails the case */
+    close(errp[0]);
+    close(ptrp[0]);
+    dup2(errp[1], 2);
+    close(errp[1]);
+    ptr_fd = ptrp[1];
+    c->run();
+    _exit(0); /* not caught: the parent reports it */
+  }
+  close(errp[1]);
+  close(ptrp[1]);
+  static char err[16384];
+  char ptr[64];
+  slurp(ptrp[0], ptr, sizeof ptr);
+  slurp(errp[0], err, sizeof err);
+  close(ptrp[0]);
+  close(errp[0]);
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+
+  CHECK_MSG(ptr[0] != 0, "the child did not get as far as the misuse");
+  int aborted = WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
+  if (WIFEXITED(st))
+    CHECK_MSG(aborted, "child exited with status %d instead of aborting; stderr: %s",
+              WEXITSTATUS(st), err);
+  else
+    CHECK_MSG(aborted, "child died of signal %d (%s), not SIGABRT; stderr: %s",
+              WIFSIGNALED(st) ? WTERMSIG(st) : -1, WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "?",
+              err);
+
+  /* Find the report line: "tessera: <call>(<ptr>): ...<what>...". */
+  int found = 0, tessera_lines = 0;
+  for (char* line = err; *line;) {
+    char* nl = strchr(line, '\n');
+    if (nl) *nl = 0;
+    if (strncmp(line, "tessera: ", 9) == 0) tessera_lines++;
+    line_ctx_t ctx = {line, ptr, c};
+    if (!found && any_alt(c->calls, line_matches_call, &ctx)) found = 1;
+    if (!nl) break;
+    line = nl + 1;
+    if (nl) *nl = '\n';
+  }
+  CHECK_MSG(found, "no line \"tessera: %s(%s): ...%s...\" on stderr; got: %s", c->calls, ptr,
+            c->what, err);
+  CHECK_MSG(tessera_lines >= 1, "no line starting with \"tessera: \"");
+  th_context = NULL;
+}
+
+int main(int argc, char** argv) {
+  int ran = 0;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    if (argc > 1 && !strstr(cases[i].name, argv[1])) continue;
+    long before = th_failures;
+    run_case(&cases[i]);
+    fprintf(stderr, "%-56s %s\n", cases[i].name, th_failures == before ? "ok" : "FAILED");
+    ran++;
+  }
+  CHECK(ran > 0);
+  return th_done();
+}

@@ -1,0 +1,143 @@
+/* thread_exit.c - threads that exit with live blocks; thousands of
+ * short-lived threads; memory must not keep growing.
+ *
+ * Each round starts THREADS_PER_ROUND threads.  Every thread
+ *   - frees the blocks left behind by a thread of the previous round (so
+ *     blocks of dead threads are freed by other threads),
+ *   - allocates a mix of sizes, frees most of them, and exits leaving
+ *     KEEP blocks alive (filled with a checked pattern).
+ * The main thread verifies and frees half of the leftovers itself.  After
+ * each round the process's RSS (and tessera's mapped / committed figures)
+ * are recorded; rounds 10..ROUNDS-1 may use at most 2x round 5 + 32 MiB.
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "tessera.h"
+
+#define ROUNDS 21
+#define THREADS_PER_ROUND 200
+#define CONCURRENT 8 /* threads alive at once within a round */
+#define KEEP 24
+#define MiB ((size_t)1 << 20)
+
+typedef struct leftover_s {
+  void* p[KEEP];
+  size_t n[KEEP];
+  uint64_t seed;
+} leftover_t;
+
+static leftover_t prev[THREADS_PER_ROUND], next[THREADS_PER_ROUND];
+static atomic_long bad;
+
+typedef struct job_s {
+  int index;
+  int round;
+} job_t;
+
+static size_t size_for(uint64_t r) {
+  switch (r % 20) {
+    case 0: return 10000 + r % 100000;  /* medium */
+    case 1: return r % 5 == 0 ? 1 * MiB : 200000; /* large */
+    default: return 1 + (r >> 8) % 1000; /* small */
+  }
+}
+
+static void check_and_free(leftover_t* l) {
+  for (int k = 0; k < KEEP; k++) {
+    if (!l->p[k]) continue;
+    if (th_verify(l->p[k], l->n[k], (uintptr_t)l->p[k], l->n[k], l->seed) != l->n[k])
+      atomic_fetch_add(&bad, 1);
+    free(l->p[k]);
+    l->p[k] = NULL;
+  }
+}
+
+static void* thread_main(void* arg) {
+  job_t* job = arg;
+  uint64_t rng = (uint64_t)job->round * 100000 + (uint64_t)job->index;
+  /* blocks of a dead thread of the previous round: this thread frees them
+   * (the main thread already took the odd ones) */
+  if (job->index % 2 == 0) check_and_free(&prev[job->index]);
+
+  void* tmp[200];
+  for (int i = 0; i < 200; i++) {
+    size_t n = size_for(th_rand(&rng));
+    tmp[i] = malloc(n);
+    if (!tmp[i]) atomic_fetch_add(&bad, 1);
+    else memset(tmp[i], i, n < 64 ? n : 64);
+  }
+  for (int i = 0; i < 200; i += 1 + (i % 3 == 0)) {
+    free(tmp[i]);
+    tmp[i] = NULL;
+  }
+  for (int i = 0; i < 200; i++) free(tmp[i]);
+
+  leftover_t* l = &next[job->index];
+  l->seed = rng;
+  for (int k = 0; k < KEEP; k++) {
+    size_t n = size_for(th_rand(&rng));
+    l->p[k] = malloc(n);
+    l->n[k] = n;
+    if (!l->p[k]) {
+      atomic_fetch_add(&bad, 1);
+      continue;
+    }
+    th_fill(l->p[k], n, (uintptr_t)l->p[k], n, l->seed);
+  }
+  return NULL; /* exits with KEEP blocks alive */
+}
+
+int main(void) {
+  size_t rss[ROUNDS], mapped[ROUNDS], committed[ROUNDS];
+  static job_t jobs[THREADS_PER_ROUND];
+  long threads_started = 0;
+  for (int r = 0; r < ROUNDS; r++) {
+    /* the main thread frees the odd leftovers of the previous round */
+    for (int i = 1; i < THREADS_PER_ROUND; i += 2) check_and_free(&prev[i]);
+    for (int base = 0; base < THREADS_PER_ROUND; base += CONCURRENT) {
+      pthread_t t[CONCURRENT];
+      int started = 0;
+      for (int i = base; i < base + CONCURRENT && i < THREADS_PER_ROUND; i++) {
+        jobs[i].index = i;
+        jobs[i].round = r;
+        int e = pthread_create(&t[started], NULL, thread_main, &jobs[i]);
+        CHECK_MSG(e == 0, "pthread_create: %s", strerror(e));
+        if (e == 0) started++;
+      }
+      for (int k = 0; k < started; k++) pthread_join(t[k], NULL);
+      threads_started += started;
+    }
+    memcpy(prev, next, sizeof prev);
+    memset(next, 0, sizeof next);
+    tess_stats_t s;
+    tess_stats_get(&s);
+    rss[r] = th_rss_bytes();
+    mapped[r] = s.mapped;
+    committed[r] = s.committed;
+  }
+  for (int i = 0; i < THREADS_PER_ROUND; i++) check_and_free(&prev[i]);
+
+  CHECK_EQ(atomic_load(&bad), 0);
+  CHECK(threads_started == (long)ROUNDS * THREADS_PER_ROUND);
+  fprintf(stderr, "round:   rss MiB  mapped MiB  committed MiB\n");
+  for (int r = 0; r < ROUNDS; r++)
+    fprintf(stderr, "%5d: %9.1f %11.1f %14.1f\n", r, rss[r] / 1048576.0, mapped[r] / 1048576.0,
+            committed[r] / 1048576.0);
+  for (int r = 10; r < ROUNDS; r++) {
+    CHECK_MSG(rss[r] <= 2 * rss[5] + 32 * MiB, "round %d RSS %zu > 2 x round 5 (%zu) + 32 MiB", r,
+              rss[r], rss[5]);
+    CHECK_MSG(mapped[r] <= 2 * mapped[5] + 32 * MiB,
+              "round %d tessera mapped %zu > 2 x round 5 (%zu) + 32 MiB", r, mapped[r], mapped[5]);
+    CHECK_MSG(committed[r] <= 2 * committed[5] + 32 * MiB,
+              "round %d tessera committed %zu > 2 x round 5 (%zu) + 32 MiB", r, committed[r],
+              committed[5]);
+  }
+  tess_stats_t s;
+  tess_stats_get(&s);
+  fprintf(stderr, "thread_exit: %ld threads, tessera heaps created %zu\n", threads_started, s.heaps);
+  return th_done();
+}
