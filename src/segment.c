@@ -96,7 +96,7 @@ static void purge_list_remove(tess_segment_t* seg) {
 
 /* Put the free span [idx, idx+count) into the bins, merged with free
  * neighbours.  Under the lock. */
-static tess_page_t* span_insert_free(tess_segment_t* seg, size_t idx, size_t count) {
+static tess_page_t* span_insert_free(tess_segment_t* seg, size_t idx, size_t count, uint32_t now) {
   size_t end = idx + count;
   if (end < TESS_SLICES_PER_SEGMENT && seg->slices[end].kind == TESS_PAGE_FREE) {
     tess_page_t* right = &seg->slices[end];
@@ -112,6 +112,7 @@ static tess_page_t* span_insert_free(tess_segment_t* seg, size_t idx, size_t cou
     }
   }
   tess_page_t* span = span_set(seg, idx, end - idx, TESS_PAGE_FREE);
+  span->freed_at = now; /* a merged span is as young as its newest part */
   span->heap = 0;
   span->bin = 0;
   span->block_size = 0;
@@ -185,11 +186,11 @@ void _tess_arena_purge(bool force) {
     _tess_lock(&arena.lock);
     arena.last_purge_check = now;
     size_t cap = dirty_max_slices();
-    while (arena.purge_first != NULL && n < TESS_PURGE_BATCH) {
-      tess_segment_t* seg = arena.purge_first;
-      bool due = force || arena.dirty_slices > cap ||
-                 seg->dirty_since + (uint64_t)_tess_options.purge_delay_ms <= now;
-      if (!due) break; /* the list is oldest first */
+    size_t excess = arena.dirty_slices > cap ? arena.dirty_slices - cap : 0;
+    tess_segment_t* next_seg;
+    for (tess_segment_t* seg = arena.purge_first; seg != NULL && n < TESS_PURGE_BATCH; seg = next_seg) {
+      next_seg = seg->next;
+      bool young_left = false;
       size_t idx = 1;
       while (idx < TESS_SLICES_PER_SEGMENT && n < TESS_PURGE_BATCH) {
         tess_page_t* span = &seg->slices[idx];
@@ -197,15 +198,23 @@ void _tess_arena_purge(bool force) {
         bool dirty = false;
         for (size_t j = idx; j < idx + count && !dirty; j++) dirty = seg->slices[j].dirty;
         if (span->kind == TESS_PAGE_FREE && dirty) {
-          bin_remove(span);
-          span->kind = TESS_PAGE_PURGING;
-          seg->used_slices += (uint32_t)count; /* pins the segment */
-          ranges[n++] = (tess_span_range_t){seg, (uint32_t)idx, (uint32_t)count};
+          /* Due once it has waited out the delay; everything is due when
+           * forced or while the dirty total is over its cap. */
+          bool due = force || excess > 0 ||
+                     (uint32_t)((uint32_t)now - span->freed_at) >= (uint32_t)_tess_options.purge_delay_ms;
+          if (due) {
+            bin_remove(span);
+            span->kind = TESS_PAGE_PURGING;
+            seg->used_slices += (uint32_t)count; /* pins the segment */
+            ranges[n++] = (tess_span_range_t){seg, (uint32_t)idx, (uint32_t)count};
+            excess = excess > count ? excess - count : 0;
+          } else {
+            young_left = true;
+          }
         }
         idx += count;
       }
-      if (idx >= TESS_SLICES_PER_SEGMENT) purge_list_remove(seg);
-      else break; /* batch full: continue with this segment next round */
+      if (idx >= TESS_SLICES_PER_SEGMENT && !young_left) purge_list_remove(seg);
     }
     _tess_unlock(&arena.lock);
     if (n == 0) return;
@@ -238,7 +247,7 @@ void _tess_arena_purge(bool force) {
       _tess_os_committed_sub(cleaned << TESS_SLICE_SHIFT);
       seg->used_slices -= ranges[i].count;
       if (seg->generation != arena.generation) continue; /* forked mid-purge */
-      span_insert_free(seg, ranges[i].idx, ranges[i].count);
+      span_insert_free(seg, ranges[i].idx, ranges[i].count, (uint32_t)now);
       if (seg->used_slices == 0 && segment_is_surplus(seg)) to_unmap[unmaps++] = seg;
     }
     _tess_unlock(&arena.lock);
@@ -269,7 +278,7 @@ tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* 
     if (fresh != NULL) {
       fresh->generation = arena.generation;
       _tess_segmap_set((uintptr_t)fresh, TESS_SEGMAP_NORMAL);
-      span_insert_free(fresh, 1, TESS_SPAN_MAX);
+      span_insert_free(fresh, 1, TESS_SPAN_MAX, 0);
       fresh = NULL;
     }
     uint64_t fits = arena.nonempty & ~((1ULL << slices) - 1);
@@ -281,7 +290,7 @@ tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* 
       bin_remove(span);
       /* Mark the head in use first, or the remainder would merge back. */
       tess_page_t* page = span_set(seg, idx, slices, kind);
-      if (n > slices) span_insert_free(seg, idx + slices, n - slices);
+      if (n > slices) span_insert_free(seg, idx + slices, n - slices, span->freed_at);
       size_t dirty = 0;
       for (size_t i = idx; i < idx + slices; i++) {
         if (seg->slices[i].dirty) dirty++;
@@ -320,7 +329,7 @@ void _tess_arena_span_free(tess_page_t* page) {
   seg->dirty_slices += (uint32_t)count;
   arena.dirty_slices += count;
   seg->used_slices -= (uint32_t)count;
-  span_insert_free(seg, idx, count);
+  span_insert_free(seg, idx, count, (uint32_t)now);
   purge_list_add(seg, now);
   if (seg->used_slices == 0 && segment_is_surplus(seg)) unmap = seg;
   bool over = arena.dirty_slices > dirty_max_slices() || now != arena.last_purge_check;

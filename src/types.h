@@ -171,7 +171,10 @@ typedef struct tess_page_s {
   uint8_t dirty;               /* slice: free and touched since last purge   */
   uint8_t is_zero;             /* page: its memory was all zero when handed
                                   out (fresh or purged)                      */
-  uint8_t reserved_bytes[11];  /* pads the descriptor to 128 bytes, so a
+  uint8_t padding[3];
+  uint32_t freed_at;           /* free span: ms clock when it last grew (its
+                                  newest free memory)                        */
+  uint8_t reserved_bytes[4];   /* pads the descriptor to 128 bytes, so a
                                   slice index becomes a descriptor address
                                   with a shift                              */
 } tess_page_t;
