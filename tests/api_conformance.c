@@ -39,19 +39,54 @@
 /* ---- the entry points under test ----------------------------------------- */
 
 #if !defined(API_TESS)
-/* Not in glibc 2.36's headers (or not in glibc at all): weak, so the
- * program links against glibc too; under tessera they must resolve. */
-extern void free_sized(void* p, size_t size) __attribute__((weak));
-extern void free_aligned_sized(void* p, size_t alignment, size_t size) __attribute__((weak));
-extern void cfree(void* p) __attribute__((weak));
-extern void* __libc_malloc(size_t) __attribute__((weak));
-extern void __libc_free(void*) __attribute__((weak));
-extern void* __libc_calloc(size_t, size_t) __attribute__((weak));
-extern void* __libc_realloc(void*, size_t) __attribute__((weak));
-extern void* __libc_memalign(size_t, size_t) __attribute__((weak));
-extern void* __libc_valloc(size_t) __attribute__((weak));
-extern void* __libc_pvalloc(size_t) __attribute__((weak));
-extern int __posix_memalign(void**, size_t, size_t) __attribute__((weak));
+/* Not in glibc 2.36's headers, or not in glibc at all (free_sized,
+ * __posix_memalign), or only as a compat symbol (cfree): looked up at run
+ * time with dlsym, so the program links against glibc alone too and sees
+ * the preloaded library's definitions.  Under tessera they must resolve. */
+static void (*free_sized_p)(void* p, size_t size);
+static void (*free_aligned_sized_p)(void* p, size_t alignment, size_t size);
+static void (*cfree_p)(void* p);
+static void* (*libc_malloc_p)(size_t);
+static void (*libc_free_p)(void*);
+static void* (*libc_calloc_p)(size_t, size_t);
+static void* (*libc_realloc_p)(void*, size_t);
+static void* (*libc_memalign_p)(size_t, size_t);
+static void* (*libc_valloc_p)(size_t);
+static void* (*libc_pvalloc_p)(size_t);
+static int (*posix_memalign2_p)(void**, size_t, size_t);
+
+static void lookup_optional_names(void) {
+  *(void**)&free_sized_p = dlsym(RTLD_DEFAULT, "free_sized");
+  *(void**)&free_aligned_sized_p = dlsym(RTLD_DEFAULT, "free_aligned_sized");
+  *(void**)&cfree_p = dlsym(RTLD_DEFAULT, "cfree");
+  *(void**)&libc_malloc_p = dlsym(RTLD_DEFAULT, "__libc_malloc");
+  *(void**)&libc_free_p = dlsym(RTLD_DEFAULT, "__libc_free");
+  *(void**)&libc_calloc_p = dlsym(RTLD_DEFAULT, "__libc_calloc");
+  *(void**)&libc_realloc_p = dlsym(RTLD_DEFAULT, "__libc_realloc");
+  *(void**)&libc_memalign_p = dlsym(RTLD_DEFAULT, "__libc_memalign");
+  *(void**)&libc_valloc_p = dlsym(RTLD_DEFAULT, "__libc_valloc");
+  *(void**)&libc_pvalloc_p = dlsym(RTLD_DEFAULT, "__libc_pvalloc");
+  *(void**)&posix_memalign2_p = dlsym(RTLD_DEFAULT, "__posix_memalign");
+}
+#if defined(API_STD)
+/* Linked against libtessera: the names must also resolve at link time. */
+extern void free_sized(void* p, size_t size);
+extern void free_aligned_sized(void* p, size_t alignment, size_t size);
+extern void cfree(void* p);
+extern void* __libc_malloc(size_t);
+extern int __posix_memalign(void**, size_t, size_t);
+static void* volatile link_time_refs[] = {(void*)free_sized, (void*)free_aligned_sized,
+                                          (void*)cfree, (void*)__libc_malloc,
+                                          (void*)__posix_memalign};
+#endif
+#define __libc_malloc libc_malloc_p
+#define __libc_free libc_free_p
+#define __libc_calloc libc_calloc_p
+#define __libc_realloc libc_realloc_p
+#define __libc_memalign libc_memalign_p
+#define __libc_valloc libc_valloc_p
+#define __libc_pvalloc libc_pvalloc_p
+#define __posix_memalign posix_memalign2_p
 #endif
 
 typedef struct api_s {
@@ -80,13 +115,14 @@ static const api_t api_table = {
     tess_free_sized, tess_free_aligned_sized, tess_aligned_alloc, tess_posix_memalign,
     tess_usable_size_nc, NULL, NULL, NULL, NULL,
 };
-#else
-static const api_t api_table = {
-    "std", malloc, calloc, realloc, reallocarray, free, free_sized, free_aligned_sized,
-    aligned_alloc, posix_memalign, malloc_usable_size, memalign, valloc, pvalloc, cfree,
-};
-#endif
 static const api_t* volatile A = &api_table;
+#else
+static api_t api_table = {
+    "std", malloc, calloc, realloc, reallocarray, free, NULL, NULL,
+    aligned_alloc, posix_memalign, malloc_usable_size, memalign, valloc, pvalloc, NULL,
+};
+static const api_t* volatile A = &api_table;
+#endif
 
 /* Is tessera expected to serve this program?  (Always, except API_PRELOAD
  * run without --expect-tessera, which is a run against glibc.) */
@@ -954,6 +990,16 @@ static void test_tess_extras(void) {
 
 int main(int argc, char** argv) {
   page_size = (size_t)sysconf(_SC_PAGESIZE);
+#if !defined(API_TESS)
+  lookup_optional_names();
+  api_table.free_sized = free_sized_p;
+  api_table.free_aligned_sized = free_aligned_sized_p;
+  api_table.cfree = cfree_p;
+#endif
+#if defined(API_STD)
+  for (size_t i = 0; i < sizeof link_time_refs / sizeof link_time_refs[0]; i++)
+    CHECK_MSG(link_time_refs[i] != NULL, "link-time reference %zu is NULL", i);
+#endif
 #if defined(API_PRELOAD)
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "--expect-tessera")) expect_tessera = true;
