@@ -18,6 +18,8 @@
 #include "types.h"
 #include "prim.h"
 
+#include <tessera.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
