@@ -231,9 +231,19 @@ static tess_page_t* queue_find_free(tess_heap_t* heap, size_t bin) {
   return NULL;
 }
 
+/* Slices for a page of `bin`: one for small blocks; for medium blocks
+ * enough for about TESS_MEDIUM_PAGE_BLOCKS of them, so one long-lived block
+ * pins that much memory, not a fixed 512 KiB. */
+static size_t page_slices(size_t bin) {
+  if (bin <= TESS_BIN_SMALL_LAST) return 1;
+  size_t bytes = _tess_bin_size(bin) * TESS_MEDIUM_PAGE_BLOCKS;
+  size_t slices = (bytes + TESS_SLICE_SIZE - 1) >> TESS_SLICE_SHIFT;
+  return slices < TESS_MEDIUM_PAGE_SLICES ? slices : TESS_MEDIUM_PAGE_SLICES;
+}
+
 static tess_page_t* page_fresh(tess_heap_t* heap, size_t bin) {
   bool small = bin <= TESS_BIN_SMALL_LAST;
-  size_t slices = small ? 1 : TESS_MEDIUM_PAGE_SLICES;
+  size_t slices = page_slices(bin);
   bool is_zero;
   tess_page_t* page = _tess_arena_span_alloc(slices, small ? TESS_PAGE_SMALL : TESS_PAGE_MEDIUM, &is_zero);
   if (page == NULL) return NULL;

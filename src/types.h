@@ -13,7 +13,8 @@
  *             descriptor of its first slice (the span head) describes it; the
  *             others only point back to the head (slice_offset).
  * page        a span in use for blocks of one size class, owned by one heap:
- *             small pages are 1 slice, medium pages 8 slices.  A large page is
+ *             small pages are 1 slice, medium pages 1 to 8 slices (room for
+ *             about 8 blocks).  A large page is
  *             a span holding one large block and owned by no heap.
  * block       what malloc hands out.  No header precedes it: its page and
  *             size class follow from its address.
@@ -83,7 +84,8 @@
 #define TESS_SLICES_PER_SEGMENT (TESS_SEGMENT_SIZE / TESS_SLICE_SIZE) /* 64 */
 #define TESS_SPAN_MAX (TESS_SLICES_PER_SEGMENT - 1) /* slice 0 is the header */
 
-#define TESS_MEDIUM_PAGE_SLICES 8           /* 512 KiB medium pages */
+#define TESS_MEDIUM_PAGE_SLICES 8           /* medium pages: at most 512 KiB */
+#define TESS_MEDIUM_PAGE_BLOCKS 8           /*   sized for about 8 blocks    */
 
 /* Address space covered by the segment map: 47-bit user space. */
 #define TESS_ADDRESS_BITS 47
