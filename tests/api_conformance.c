@@ -262,6 +262,40 @@ static void test_calloc(void) {
   A->free(p);
 }
 
+/* Memory of one size class, dirtied and freed, comes back zeroed through
+ * calloc of other classes (pages and spans recycled across classes). */
+static void test_calloc_recycled_spans(void) {
+  enum { N = 4096 };
+  static unsigned char* blk[N];
+  static const size_t dirty_sizes[] = {48, 1000, 6000, 40000, 300000};
+  static const size_t clean_sizes[] = {64, 700, 3000, 9000, 100000, 1 * MiB};
+  for (size_t d = 0; d < sizeof dirty_sizes / sizeof dirty_sizes[0]; d++) {
+    size_t dn = dirty_sizes[d], count = (16 * MiB) / dn;
+    if (count > N) count = N;
+    for (size_t i = 0; i < count; i++) {
+      blk[i] = A->malloc(dn);
+      if (blk[i]) memset(blk[i], 0xDB, A->usable_size(blk[i]));
+    }
+    for (size_t i = 0; i < count; i++) A->free(blk[i]);
+    for (size_t c = 0; c < sizeof clean_sizes / sizeof clean_sizes[0]; c++) {
+      size_t cn = clean_sizes[c], ccount = (16 * MiB) / cn;
+      if (ccount > N) ccount = N;
+      size_t bad_blocks = 0;
+      for (size_t i = 0; i < ccount; i++) {
+        blk[i] = A->calloc(1, cn);
+        CHECK_MSG(blk[i] != NULL, "calloc(1, %zu)", cn);
+        if (blk[i] && th_first_nonzero(blk[i], cn) != cn) bad_blocks++;
+      }
+      CHECK_MSG(bad_blocks == 0, "%zu of %zu calloc(%zu) blocks not zero after %zu-byte blocks were "
+                "dirtied and freed", bad_blocks, ccount, cn, dn);
+      for (size_t i = 0; i < ccount; i++) {
+        if (blk[i]) memset(blk[i], 0xDB, cn);
+        A->free(blk[i]);
+      }
+    }
+  }
+}
+
 /* ---- realloc --------------------------------------------------------------- */
 
 static const size_t realloc_sizes[] = {
@@ -520,6 +554,17 @@ static void aligned_round(const char* fname, int which, size_t al) {
     size_t bad = th_verify(p[i], u[i], (uintptr_t)p[i], sizes[i], al);
     CHECK_MSG(bad == u[i], "%s(%zu, %zu): byte %zu overwritten", fname, al, sizes[i], bad);
     CHECK(A->usable_size(p[i]) == u[i]);
+    if (i % 2) {
+      /* an aligned block grows like any other, keeping every usable byte */
+      void* q = A->realloc(p[i], u[i] + 1000);
+      CHECK_MSG(q != NULL, "realloc of %s(%zu, %zu) to %zu", fname, al, sizes[i], u[i] + 1000);
+      if (q) {
+        bad = th_verify(q, u[i], (uintptr_t)p[i], sizes[i], al);
+        CHECK_MSG(bad == u[i], "realloc of %s(%zu, %zu) lost byte %zu of %zu", fname, al,
+                  sizes[i], bad, u[i]);
+        p[i] = q;
+      }
+    }
     A->free(p[i]);
   }
 }
@@ -534,6 +579,22 @@ static void test_alignments(void) {
   void* out = NULL;
   CHECK_EQ(A->posix_memalign(&out, 8, 100), 0);
   A->free(out);
+  /* beyond the segment size, up to 1 GiB (tessera.h: served) */
+  for (size_t al = 8 * MiB; al <= 1024 * MiB; al <<= 1) {
+    static const size_t sizes[] = {1, 100000, 5 * MiB};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+      void* p = A->aligned_alloc(al, sizes[i]);
+      CHECK_MSG(p != NULL && aligned_to(p, al), "aligned_alloc(%zu MiB, %zu) = %p", al / MiB,
+                sizes[i], p);
+      if (p) write_all_usable(p, sizes[i], "aligned_alloc (big alignment)");
+      A->free(p);
+      out = NULL;
+      int r = A->posix_memalign(&out, al, sizes[i]);
+      CHECK_MSG(r == 0 && aligned_to(out, al), "posix_memalign(%zu MiB, %zu) = %d, %p", al / MiB,
+                sizes[i], r, out);
+      if (r == 0) A->free(out);
+    }
+  }
 }
 
 static void test_valloc_pvalloc(void) {
@@ -1016,6 +1077,7 @@ int main(int argc, char** argv) {
   test_alignment_and_usable();
   test_no_overlap();
   test_calloc();
+  test_calloc_recycled_spans();
   test_realloc_pairs();
   test_realloc_ladder();
   test_realloc_keeps_usable();

@@ -190,6 +190,20 @@ static void c_realloc_interior(void) {
   announce(p + 16);
   v_realloc(p + 16, 1000);
 }
+static void c_realloc_after_free(void) {
+  void* p = v_malloc(40);
+  void* q = v_malloc(40);
+  v_free(p);
+  v_free(q);
+  announce(p);
+  v_realloc(p, 100);
+}
+static void c_realloc_after_free_large(void) {
+  void* p = v_malloc(1 << 20);
+  v_free(p);
+  announce(p);
+  v_realloc(p, 2 << 20);
+}
 static void c_usable_size_stack(void) {
   char buf[64] __attribute__((aligned(16)));
   memset(buf, 0, sizeof buf);
@@ -304,6 +318,8 @@ static const misuse_case_t cases[] = {
     {"double free (first free from another thread)", c_double_free_cross_thread, "free", "double free", 0},
     {"realloc of a stack address", c_realloc_stack, "realloc", "invalid pointer", 0},
     {"realloc of an interior pointer", c_realloc_interior, "realloc", "invalid pointer", 0},
+    {"realloc of a freed block (small)", c_realloc_after_free, "realloc", "double free|invalid pointer", 0},
+    {"realloc of a freed block (large)", c_realloc_after_free_large, "realloc", "double free|invalid pointer", 0},
     {"malloc_usable_size of a stack address", c_usable_size_stack, "malloc_usable_size", "invalid pointer", 0},
     {"malloc_usable_size of an interior pointer", c_usable_size_interior, "malloc_usable_size", "invalid pointer", 0},
     {"free_sized with usable size + 1", c_free_sized_too_big, "free_sized", "size", 1},

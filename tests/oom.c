@@ -5,11 +5,15 @@
  * must be NULL with errno ENOMEM, never a crash; after freeing, allocation
  * works again; big single requests fail cleanly; the child exits normally
  * through exit() (atexit handlers, stdio flush, tessera's own exit work).
+ * Also: calloc, aligned_alloc and a growing realloc until NULL; several
+ * threads running out at once; a thread started when memory is short.
  */
 #define _GNU_SOURCE
 #include "harness.h"
 
+#include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -64,6 +68,151 @@ static void expect_enomem(void* p, const char* what) {
   free(p);
 }
 
+/* Fill with calloc / aligned_alloc / a growing realloc until NULL. */
+static void fill_other_ways(void) {
+  size_t count = 0;
+  for (;;) {
+    if (count >= MAX_BLOCKS) break;
+    errno = 0;
+    unsigned char* p = calloc(1, 200000);
+    if (!p) {
+      CHECK_MSG(errno == ENOMEM, "calloc until NULL: errno %d", errno);
+      break;
+    }
+    if (p[199999] != 0 || p[0] != 0) CHECK_MSG(0, "calloc block not zero");
+    p[0] = 1;
+    blocks[count++] = p;
+  }
+  CHECK_MSG(count > 10, "only %zu calloc blocks of 200000", count);
+  free_all(&count);
+  for (;;) {
+    if (count >= MAX_BLOCKS) break;
+    errno = 0;
+    unsigned char* p = aligned_alloc(65536, 70000);
+    if (!p) {
+      CHECK_MSG(errno == ENOMEM, "aligned_alloc until NULL: errno %d", errno);
+      break;
+    }
+    CHECK(((uintptr_t)p & 65535) == 0);
+    memset(p, 2, 70000);
+    blocks[count++] = p;
+  }
+  CHECK_MSG(count > 10, "only %zu aligned blocks", count);
+  free_all(&count);
+  /* one block grown by realloc until it cannot grow: contents kept */
+  size_t n = 4096;
+  unsigned char* b = malloc(n);
+  CHECK(b != NULL);
+  if (!b) return;
+  th_fill(b, n, 0, 0, 5);
+  for (;;) {
+    errno = 0;
+    unsigned char* q = realloc(b, n + 3 * MiB);
+    if (!q) {
+      CHECK_MSG(errno == ENOMEM, "realloc until NULL: errno %d", errno);
+      break;
+    }
+    b = q;
+    th_fill(b + n, 3 * MiB, 0, 0, 5 + n);
+    n += 3 * MiB;
+    if (n > 1024 * MiB) {
+      CHECK_MSG(0, "realloc grew past 1 GiB under a 256 MiB limit");
+      break;
+    }
+  }
+  CHECK_MSG(th_verify(b, 4096, 0, 0, 5) == 4096, "a failed realloc damaged the block");
+  CHECK_MSG(n >= 64 * MiB, "realloc stopped at %zu MiB", n / MiB);
+  free(b);
+}
+
+/* Several threads run out of memory at once. */
+#define OOM_THREADS 4
+static void* oom_thread(void* arg) {
+  size_t me = (size_t)arg;
+  static void* mine_all[OOM_THREADS][1 << 16];
+  void** mine = mine_all[me];
+  size_t n = 0, bad = 0;
+  size_t sz = me == 0 ? 2 * MiB + 4096 : me == 1 ? 300000 : me == 2 ? 20000 : 700;
+  for (;;) {
+    if (n >= (1 << 16)) break;
+    errno = 0;
+    unsigned char* p = malloc(sz);
+    if (!p) {
+      if (errno != ENOMEM) bad++;
+      break;
+    }
+    p[0] = p[sz - 1] = 1;
+    mine[n++] = p;
+  }
+  /* having hit the wall, a few more attempts also fail cleanly or succeed */
+  for (int k = 0; k < 100; k++) {
+    errno = 0;
+    void* p = malloc(sz);
+    if (!p && errno != ENOMEM) bad++;
+    free(p);
+  }
+  for (size_t i = 0; i < n; i++) free(mine[i]);
+  return (void*)bad;
+}
+
+static void* late_thread(void* arg) {
+  /* started when memory is short: its first malloc (which gives it a heap)
+   * may fail, but only with NULL and ENOMEM */
+  size_t bad = 0, got = 0;
+  for (size_t sz = 16; sz <= 64 * MiB; sz *= 4) {
+    errno = 0;
+    void* p = malloc(sz);
+    if (p) {
+      got++;
+      memset(p, 3, sz < 4096 ? sz : 4096);
+    } else if (errno != ENOMEM) {
+      bad++;
+    }
+    free(p);
+  }
+  return (void*)(bad * 1000 + got);
+}
+
+static void threads_under_oom(void) {
+  pthread_t t[OOM_THREADS];
+  int started = 0;
+  for (size_t i = 0; i < OOM_THREADS; i++)
+    if (pthread_create(&t[started], NULL, oom_thread, (void*)i) == 0) started++;
+  CHECK_MSG(started > 1, "could start only %d threads", started);
+  for (int i = 0; i < started; i++) {
+    void* bad = NULL;
+    pthread_join(t[i], &bad);
+    CHECK_MSG(bad == NULL, "thread %d: %zu failures without ENOMEM", i, (size_t)bad);
+  }
+
+  /* Memory full, then a little address space given back outside the
+   * allocator (a ballast mapping): a new thread gets its stack from it, and
+   * its first malloc (which must find it a heap) succeeds or fails cleanly. */
+  size_t ballast_len = 8 * MiB;
+  void* ballast = mmap(NULL, ballast_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  CHECK(ballast != MAP_FAILED);
+  size_t count = 0;
+  fill_until_null(1 * MiB, &count, MAX_BLOCKS, "fill before late thread");
+  fill_until_null(1000, &count, MAX_BLOCKS, "fill before late thread");
+  if (ballast != MAP_FAILED) munmap(ballast, ballast_len);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  pthread_t late;
+  int e = pthread_create(&late, &attr, late_thread, NULL);
+  CHECK_MSG(e == 0, "pthread_create with 8 MiB of address space free: %s", strerror(e));
+  if (e == 0) {
+    void* r = NULL;
+    pthread_join(late, &r);
+    CHECK_MSG((size_t)r < 1000, "a thread started under OOM saw failures without ENOMEM");
+    fprintf(stderr, "oom: a thread started when memory was short got %zu of 12 blocks (16 B .. 64 MiB)\n",
+            (size_t)r % 1000);
+  }
+  free_all(&count);
+  pthread_attr_destroy(&attr);
+  free_all(&count);
+}
+
 static int child(void) {
   struct rlimit rl;
   size_t vsize = th_vsize_bytes();
@@ -116,6 +265,16 @@ static int child(void) {
     }
     void* p = malloc(128 * MiB);
     CHECK_MSG(p != NULL, "malloc(128 MiB) after freeing everything");
+    free(p);
+  }
+
+  fill_other_ways();
+  threads_under_oom();
+  /* and afterwards everything works again */
+  for (size_t sz = 16; sz <= 64 * MiB; sz *= 4) {
+    void* p = malloc(sz);
+    CHECK_MSG(p != NULL, "malloc(%zu) after the OOM phases", sz);
+    if (p) memset(p, 4, sz);
     free(p);
   }
 

@@ -43,6 +43,8 @@ static size_t slurp_fd(int fd, char* buf, size_t cap) {
   return n;
 }
 
+static const char* child_arg; /* optional argument for opt_child */
+
 /* Start opt_child with extra environment entries (NULL-terminated). */
 static pid_t start(const char* const* env_add, int* outfd, int* errfd) {
   int o[2], e[2];
@@ -63,7 +65,7 @@ static pid_t start(const char* const* env_add, int* outfd, int* errfd) {
     unsetenv("TESSERA_DIRTY_MAX");
     unsetenv("TESSERA_VERBOSE");
     for (const char* const* kv = env_add; kv && *kv; kv++) putenv((char*)*kv);
-    execl(child_path, child_path, (char*)NULL);
+    execl(child_path, child_path, child_arg, (char*)NULL);
     _exit(127);
   }
   close(o[1]);
@@ -220,6 +222,29 @@ static void test_stats_file(void) {
   rmdir(dir);
 }
 
+/* Exit (with statistics to print and write) while threads are allocating. */
+static void test_exit_while_threads_allocate(void) {
+  char dir[] = "/tmp/tessera-options-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char path[256], envv[300];
+  snprintf(path, sizeof path, "%s/stats.jsonl", dir);
+  snprintf(envv, sizeof envv, "TESSERA_STATS_FILE=%s", path);
+  const char* env[] = {envv, "TESSERA_SHOW_STATS=1", NULL};
+  child_arg = "threads";
+  pid_t pids[10];
+  for (int i = 0; i < 10; i++) {
+    run_t r;
+    run(&r, env);
+    check_normal(&r, "exit while threads allocate");
+    CHECK_MSG(contains_ci(r.err, "mapped"), "no statistics printed at exit: %.300s", r.err);
+    pids[i] = r.pid;
+  }
+  child_arg = NULL;
+  check_stats_file(path, pids, 10);
+  unlink(path);
+  rmdir(dir);
+}
+
 static void test_malformed(const char* kv, const char* name) {
   const char* env[] = {kv, NULL};
   run_t r;
@@ -244,6 +269,7 @@ int main(int argc, char** argv) {
   test_quiet_by_default();
   test_show_stats();
   test_stats_file();
+  test_exit_while_threads_allocate();
   test_malformed("TESSERA_PURGE_DELAY=abc", "TESSERA_PURGE_DELAY");
   test_malformed("TESSERA_PURGE_DELAY=12abc", "TESSERA_PURGE_DELAY");
   test_malformed("TESSERA_DIRTY_MAX=lots", "TESSERA_DIRTY_MAX");

@@ -2,6 +2,8 @@
  * short-lived threads; memory must not keep growing.
  *
  * Each round starts THREADS_PER_ROUND threads.  Every thread
+ *   - has a pthread key whose destructor frees, allocates and frees at
+ *     exit (after tessera may already have retired the thread's heap),
  *   - frees the blocks left behind by a thread of the previous round (so
  *     blocks of dead threads are freed by other threads),
  *   - allocates a mix of sizes, frees most of them, and exits leaving
@@ -56,8 +58,45 @@ static void check_and_free(leftover_t* l) {
   }
 }
 
+/* A thread-specific value whose destructor runs at thread exit, possibly
+ * after tessera's own thread-exit hook: it frees the value, allocates and
+ * frees more, and re-arms itself once (destructors run again). */
+static pthread_key_t tls_key;
+static atomic_long destructor_runs;
+
+static void tls_destructor(void* v) {
+  uint64_t* p = v;
+  if (p[0] != (uint64_t)(uintptr_t)p) atomic_fetch_add(&bad, 1);
+  int again = p[1] == 0;
+  free(p);
+  void* tmp[16];
+  for (int i = 0; i < 16; i++) tmp[i] = malloc(16 + (size_t)i * 300);
+  for (int i = 0; i < 16; i++) free(tmp[i]);
+  if (again) {
+    uint64_t* q = malloc(64);
+    if (!q) {
+      atomic_fetch_add(&bad, 1);
+      return;
+    }
+    q[0] = (uint64_t)(uintptr_t)q;
+    q[1] = 1;
+    pthread_setspecific(tls_key, q);
+  }
+  atomic_fetch_add(&destructor_runs, 1);
+}
+
+static __thread void* tls_block; /* a block referenced from TLS only */
+
 static void* thread_main(void* arg) {
   job_t* job = arg;
+  uint64_t* tv = malloc(128);
+  if (tv) {
+    tv[0] = (uint64_t)(uintptr_t)tv;
+    tv[1] = 0;
+    pthread_setspecific(tls_key, tv);
+  }
+  tls_block = malloc(1000);
+  free(tls_block);
   uint64_t rng = (uint64_t)job->round * 100000 + (uint64_t)job->index;
   /* blocks of a dead thread of the previous round: this thread frees them
    * (the main thread already took the odd ones) */
@@ -95,6 +134,7 @@ int main(void) {
   size_t rss[ROUNDS], mapped[ROUNDS], committed[ROUNDS];
   static job_t jobs[THREADS_PER_ROUND];
   long threads_started = 0;
+  CHECK(pthread_key_create(&tls_key, tls_destructor) == 0);
   for (int r = 0; r < ROUNDS; r++) {
     /* the main thread frees the odd leftovers of the previous round */
     for (int i = 1; i < THREADS_PER_ROUND; i += 2) check_and_free(&prev[i]);
@@ -123,6 +163,8 @@ int main(void) {
 
   CHECK_EQ(atomic_load(&bad), 0);
   CHECK(threads_started == (long)ROUNDS * THREADS_PER_ROUND);
+  /* each thread's destructor ran twice (it re-armed itself once) */
+  CHECK_EQ(atomic_load(&destructor_runs), 2 * threads_started);
   fprintf(stderr, "round:   rss MiB  mapped MiB  committed MiB\n");
   for (int r = 0; r < ROUNDS; r++)
     fprintf(stderr, "%5d: %9.1f %11.1f %14.1f\n", r, rss[r] / 1048576.0, mapped[r] / 1048576.0,
