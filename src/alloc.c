@@ -125,6 +125,11 @@ static void* realloc_checked(void* p, size_t size, const char* call) {
   size_t usable = _tess_usable_size_checked(p, call);
   if (size > PTRDIFF_MAX) return _tess_fail_enomem();
   if (size <= usable && size >= usable / 2) return p;
+  if (usable > TESS_MEDIUM_MAX && usable <= TESS_LARGE_MAX && size > TESS_MEDIUM_MAX && size <= TESS_LARGE_MAX) {
+    /* large to large: grow into the free span after it, or shrink */
+    tess_page_t* page = _tess_page_of(_tess_segment_of(p), p);
+    if (_tess_arena_large_resize(page, size)) return p;
+  }
   if (usable > TESS_LARGE_MAX) {
     uint8_t m = _tess_segmap_get((uintptr_t)p);
     tess_segment_t* seg = _tess_huge_segment_of(p, m);

@@ -18,6 +18,7 @@ static void fork_child(void) {
    * never used again. */
   _tess_arena_fork_child();
   _tess_heap_fork_child();
+  _tess_purger_fork_child();
 }
 
 void _tess_process_init(void) {

@@ -60,7 +60,8 @@ typedef struct tess_options_s {
   long dirty_max_mib;          /* TESSERA_DIRTY_MAX: unpurged free memory cap    */
   long show_stats;             /* TESSERA_SHOW_STATS: print statistics at exit   */
   const char* stats_file;      /* TESSERA_STATS_FILE: append JSON at exit        */
-  long verbose;                /* TESSERA_VERBOSE: report purges and mappings    */
+  long verbose;                /* TESSERA_VERBOSE: report option values          */
+  long background;             /* TESSERA_BACKGROUND: run the purger thread      */
 } tess_options_t;
 
 extern tess_options_t _tess_options;
@@ -178,6 +179,7 @@ tess_page_queue_t* _tess_page_queue_of(tess_heap_t* heap, tess_page_t* page);
 tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* is_zero);
 void _tess_arena_span_free(tess_page_t* page);
 void* _tess_arena_large_alloc(size_t size);
+bool _tess_arena_large_resize(tess_page_t* page, size_t size);
 void* _tess_huge_alloc(size_t size, size_t alignment, bool zero);
 void _tess_huge_free(tess_segment_t* seg);
 void* _tess_huge_realloc(tess_segment_t* seg, size_t size);
@@ -185,6 +187,13 @@ tess_segment_t* _tess_huge_segment_of(const void* p, uint8_t map_value);
 void _tess_arena_purge(bool force);
 void _tess_arena_maybe_purge(void);
 void _tess_arena_fork_child(void);
+
+bool _tess_arena_has_dirty(void);
+
+/* purger.c: the background purger thread */
+bool _tess_purger_running(void);
+void _tess_purger_notify(void);
+void _tess_purger_fork_child(void);
 
 /* os.c: mappings and the counters behind statistics */
 typedef struct tess_os_counters_s {

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 /* Map `size` bytes (a multiple of the OS page) of fresh zeroed read-write
@@ -55,6 +56,17 @@ void _tess_prim_program_name(char* buf, size_t size);
 int _tess_prim_atfork(void (*child)(void));
 int _tess_prim_thread_key_create(void (*thread_done)(void*));
 void _tess_prim_thread_set(void* value);
+
+/* Start a detached thread running fn(NULL) with every signal blocked, so
+ * it never runs a handler of the program's.  0 or an errno value. */
+int _tess_prim_thread_spawn(void* (*fn)(void*), const char* name);
+
+/* Sleep for ms milliseconds. */
+void _tess_prim_sleep_ms(uint64_t ms);
+
+/* Wait while *addr == expect (or until woken); wake every waiter. */
+void _tess_prim_futex_wait(_Atomic(uint32_t)* addr, uint32_t expect);
+void _tess_prim_futex_wake(_Atomic(uint32_t)* addr);
 
 /* Yield the CPU (lock back-off). */
 void _tess_prim_yield(void);

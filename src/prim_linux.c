@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/futex.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -120,6 +122,36 @@ int _tess_prim_thread_key_create(void (*thread_done)(void*)) {
 
 void _tess_prim_thread_set(void* value) {
   if (tess_thread_key_ok) pthread_setspecific(tess_thread_key, value);
+}
+
+int _tess_prim_thread_spawn(void* (*fn)(void*), const char* name) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  pthread_t t;
+  int err = pthread_create(&t, &attr, fn, NULL);
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (err == 0) pthread_setname_np(t, name);
+  return err;
+}
+
+void _tess_prim_sleep_ms(uint64_t ms) {
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+void _tess_prim_futex_wait(_Atomic(uint32_t)* addr, uint32_t expect) {
+  syscall(SYS_futex, (uint32_t*)addr, FUTEX_WAIT_PRIVATE, expect, NULL, NULL, 0);
+}
+
+void _tess_prim_futex_wake(_Atomic(uint32_t)* addr) {
+  syscall(SYS_futex, (uint32_t*)addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 
 void _tess_prim_yield(void) { sched_yield(); }

@@ -260,10 +260,13 @@ void _tess_arena_purge(bool force) {
  * total is over its cap.  Cheap when there is nothing to do. */
 void _tess_arena_maybe_purge(void) {
   if (arena.purge_first == NULL) return; /* racy read: a hint only */
-  uint64_t now = _tess_prim_clock_ms();
-  if (arena.dirty_slices <= dirty_max_slices() && now == arena.last_purge_check) return;
+  bool over = arena.dirty_slices > dirty_max_slices();
+  /* With the background purger, time-based purging is its job. */
+  if (!over && (_tess_purger_running() || _tess_prim_clock_ms() == arena.last_purge_check)) return;
   _tess_arena_purge(false);
 }
+
+bool _tess_arena_has_dirty(void) { return arena.purge_first != NULL; /* racy read: a hint */ }
 
 /* ---- span allocation ---------------------------------------------------------- */
 
@@ -286,11 +289,16 @@ tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* 
       size_t n = (size_t)__builtin_ctzll(fits);
       tess_page_t* span = arena.bins[n];
       tess_segment_t* seg = _tess_segment_of(span);
-      size_t idx = span_index(seg, span);
+      size_t head = span_index(seg, span);
+      uint32_t freed_at = span->freed_at;
       bin_remove(span);
-      /* Mark the head in use first, or the remainder would merge back. */
+      /* Carve from the tail: the head of a free span is often a block just
+       * freed (kept free longest, a second free of it is still caught) and
+       * the slices after a large block stay free for it to grow into.  The
+       * new span is marked in use first, or the remainder would merge back. */
+      size_t idx = head + (n - slices);
       tess_page_t* page = span_set(seg, idx, slices, kind);
-      if (n > slices) span_insert_free(seg, idx + slices, n - slices, span->freed_at);
+      if (n > slices) span_insert_free(seg, head, n - slices, freed_at);
       size_t dirty = 0;
       for (size_t i = idx; i < idx + slices; i++) {
         if (seg->slices[i].dirty) dirty++;
@@ -330,12 +338,15 @@ void _tess_arena_span_free(tess_page_t* page) {
   arena.dirty_slices += count;
   seg->used_slices -= (uint32_t)count;
   span_insert_free(seg, idx, count, (uint32_t)now);
+  bool first_dirty = arena.purge_first == NULL;
   purge_list_add(seg, now);
   if (seg->used_slices == 0 && segment_is_surplus(seg)) unmap = seg;
-  bool over = arena.dirty_slices > dirty_max_slices() || now != arena.last_purge_check;
+  bool over = arena.dirty_slices > dirty_max_slices();
+  bool due = !over && !_tess_purger_running() && now != arena.last_purge_check;
   _tess_unlock(&arena.lock);
   if (unmap != NULL) segment_unmap(unmap);
-  if (over) _tess_arena_purge(false);
+  if (over || due) _tess_arena_purge(false);
+  if (first_dirty) _tess_purger_notify();
 }
 
 /* ---- large blocks ------------------------------------------------------------- */
@@ -365,6 +376,65 @@ void* _tess_arena_large_alloc(size_t size) {
   return page->start;
 }
 
+/* Resize a large block in place to the class of `size` (also large): grow
+ * into the free span right after it, or give back the slices it no longer
+ * needs.  False when the neighbour is not free or too small. */
+bool _tess_arena_large_resize(tess_page_t* page, size_t size) {
+  size_t bin = _tess_bin(size);
+  size_t bsize = _tess_bin_size(bin);
+  size_t want = (bsize + TESS_SLICE_SIZE - 1) >> TESS_SLICE_SHIFT;
+  tess_segment_t* seg = _tess_segment_of(page);
+  size_t idx = span_index(seg, page), have = page->slice_count;
+  uint64_t now = _tess_prim_clock_ms();
+  _tess_lock(&arena.lock);
+  if (tess_unlikely(seg->generation != arena.generation)) {
+    _tess_unlock(&arena.lock);
+    return false;
+  }
+  if (want > have) {
+    size_t end = idx + have;
+    tess_page_t* right = end < TESS_SLICES_PER_SEGMENT ? &seg->slices[end] : NULL;
+    if (right == NULL || right->kind != TESS_PAGE_FREE || have + right->slice_count < want) {
+      _tess_unlock(&arena.lock);
+      return false;
+    }
+    size_t right_count = right->slice_count;
+    bin_remove(right);
+    size_t dirty = 0;
+    for (size_t i = end; i < idx + want; i++) {
+      if (seg->slices[i].dirty) dirty++;
+      seg->slices[i].dirty = 0;
+    }
+    seg->dirty_slices -= (uint32_t)dirty;
+    arena.dirty_slices -= dirty;
+    if (seg->dirty_slices == 0) purge_list_remove(seg);
+    seg->used_slices += (uint32_t)(want - have);
+    span_set(seg, idx, want, TESS_PAGE_LARGE);
+    if (have + right_count > want) span_insert_free(seg, idx + want, have + right_count - want, right->freed_at);
+    _tess_unlock(&arena.lock);
+    _tess_os_committed_add((want - have - dirty) << TESS_SLICE_SHIFT);
+    page->is_zero = false;
+  } else if (want < have) {
+    seg->used_slices -= (uint32_t)(have - want);
+    span_set(seg, idx, want, TESS_PAGE_LARGE);
+    for (size_t i = idx + want; i < idx + have; i++) seg->slices[i].dirty = 1;
+    seg->dirty_slices += (uint32_t)(have - want);
+    arena.dirty_slices += have - want;
+    span_insert_free(seg, idx + want, have - want, (uint32_t)now);
+    purge_list_add(seg, now);
+    _tess_unlock(&arena.lock);
+  } else {
+    _tess_unlock(&arena.lock);
+  }
+  atomic_fetch_add_explicit(&_tess_os.large_bytes, bsize - page->block_size, memory_order_relaxed);
+  atomic_fetch_add_explicit(&_tess_os.pages_in_use_bytes, (want - have) << TESS_SLICE_SHIFT, memory_order_relaxed);
+  page->block_size = (uint32_t)bsize;
+  page->area = (uint32_t)bsize;
+  page->div_magic = div_magic(bsize);
+  page->bin = (uint8_t)bin;
+  return true;
+}
+
 /* ---- huge blocks ---------------------------------------------------------------- */
 
 /* A huge segment: a header in its first OS page, then the block at offset
@@ -372,8 +442,7 @@ void* _tess_arena_large_alloc(size_t size) {
  * byte of the block's own 4 MiB says how far back the header is. */
 void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
   size_t offset = alignment > TESS_OS_PAGE_SIZE ? alignment : TESS_OS_PAGE_SIZE;
-  size_t back = offset >> TESS_SEGMENT_SHIFT; /* segments from header to block */
-  if (back > 253) return NULL;
+  size_t back = offset >> TESS_SEGMENT_SHIFT; /* segments from header to block: 0 or 2^k */
   if (size > PTRDIFF_MAX - offset - TESS_OS_PAGE_SIZE) return NULL;
   size_t total = (offset + size + TESS_OS_PAGE_SIZE - 1) & ~(size_t)(TESS_OS_PAGE_SIZE - 1);
   size_t align = alignment > TESS_SEGMENT_SIZE ? alignment : TESS_SEGMENT_SIZE;
@@ -390,7 +459,7 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
   page->start = (uint8_t*)seg + offset;
   page->used = 1;
   _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_HUGE);
-  if (back > 0) _tess_segmap_set((uintptr_t)page->start, (uint8_t)(TESS_SEGMAP_HUGE + back));
+  if (back > 0) _tess_segmap_set((uintptr_t)page->start, (uint8_t)(TESS_SEGMAP_HUGE_BACK + __builtin_ctzl(back)));
   atomic_fetch_add_explicit(&_tess_os.huge_count, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&_tess_os.huge_bytes, mapped, memory_order_relaxed);
   _tess_os_committed_add(mapped);
@@ -402,8 +471,10 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
  * segment-map byte there; NULL if p cannot be a huge block's start. */
 tess_segment_t* _tess_huge_segment_of(const void* p, uint8_t map_value) {
   tess_segment_t* seg = _tess_segment_of(p);
-  if (map_value > TESS_SEGMAP_HUGE) {
-    seg = (tess_segment_t*)((uint8_t*)seg - ((size_t)(map_value - TESS_SEGMAP_HUGE) << TESS_SEGMENT_SHIFT));
+  if (map_value >= TESS_SEGMAP_HUGE_BACK) {
+    size_t back_shift = (size_t)(map_value - TESS_SEGMAP_HUGE_BACK) + TESS_SEGMENT_SHIFT;
+    if (back_shift >= TESS_ADDRESS_BITS || (uintptr_t)seg < ((uintptr_t)1 << back_shift)) return NULL;
+    seg = (tess_segment_t*)((uint8_t*)seg - ((size_t)1 << back_shift));
     if (_tess_segmap_get((uintptr_t)seg) != TESS_SEGMAP_HUGE) return NULL;
   }
   if (seg->slices[0].kind != TESS_PAGE_HUGE) return NULL;

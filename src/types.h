@@ -195,8 +195,9 @@ typedef enum tess_segment_kind_e {
 #define TESS_SEGMAP_NONE 0      /* not tessera's                               */
 #define TESS_SEGMAP_NORMAL 1    /* a normal segment header starts here         */
 #define TESS_SEGMAP_HUGE 2      /* a huge segment header starts here           */
-/* 3..255: the block of a huge segment whose header is (value-2) segments
- * lower starts in this 4 MiB (only for alignments of 4 MiB or more). */
+#define TESS_SEGMAP_HUGE_BACK 3 /* 3+k: the block of a huge segment whose
+                                   header is 2^k segments lower starts in
+                                   this 4 MiB (alignments of 4 MiB and up) */
 
 typedef struct tess_segment_s {
   uint32_t kind;               /* tess_segment_kind_t                         */
