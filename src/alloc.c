@@ -113,16 +113,33 @@ size_t tess_usable_size(const void* p) {
   return _tess_usable_size_checked(p, "malloc_usable_size");
 }
 
+/* The usable size of p, validated: inline for the common small and medium
+ * blocks, everything else (and every report) through the full check. */
+static inline size_t usable_size_inline(const void* p, const char* call) {
+  if (tess_likely(_tess_segmap_get((uintptr_t)p) == TESS_SEGMAP_NORMAL)) {
+    tess_page_t* page = _tess_page_of(_tess_segment_of(p), p);
+    if (tess_likely((page->kind == TESS_PAGE_SMALL || page->kind == TESS_PAGE_MEDIUM) &&
+                    _tess_is_block_start(page, (uintptr_t)p - (uintptr_t)page->start))) {
+      return page->block_size;
+    }
+  }
+  return _tess_usable_size_checked(p, call);
+}
+
 /* Stay in place when the new size fits and wastes at most half the block;
- * huge blocks are resized with mremap; everything else moves, copying every
- * usable byte that fits (programs treat the usable size as capacity). */
+ * resize large blocks in place when their neighbour allows and huge ones
+ * with mremap; otherwise move, copying every usable byte that fits
+ * (programs treat the usable size as capacity).  A small or medium block
+ * that must move to grow gets a quarter more room than asked: a string or
+ * array grown a few bytes at a time then moves half as often as the fine
+ * size classes alone would make it. */
 static void* realloc_checked(void* p, size_t size, const char* call) {
   if (p == NULL) return _tess_malloc_inline(size);
+  size_t usable = usable_size_inline(p, call);
   if (size == 0) {
     _tess_free_inline(p, call); /* as glibc: free, and return NULL */
     return NULL;
   }
-  size_t usable = _tess_usable_size_checked(p, call);
   if (size > PTRDIFF_MAX) return _tess_fail_enomem();
   if (size <= usable && size >= usable / 2) return p;
   if (usable > TESS_MEDIUM_MAX && usable <= TESS_LARGE_MAX && size > TESS_MEDIUM_MAX && size <= TESS_LARGE_MAX) {
@@ -130,19 +147,23 @@ static void* realloc_checked(void* p, size_t size, const char* call) {
     tess_page_t* page = _tess_page_of(_tess_segment_of(p), p);
     if (_tess_arena_large_resize(page, size)) return p;
   }
-  if (usable > TESS_LARGE_MAX) {
-    uint8_t m = _tess_segmap_get((uintptr_t)p);
-    tess_segment_t* seg = _tess_huge_segment_of(p, m);
-    if (size > TESS_LARGE_MAX && seg != NULL) {
+  if (usable > TESS_LARGE_MAX && size > TESS_LARGE_MAX) {
+    tess_segment_t* seg = _tess_huge_segment_of(p, _tess_segmap_get((uintptr_t)p));
+    if (seg != NULL) {
       void* q = _tess_huge_realloc(seg, size);
       if (q != NULL) return q;
     }
   }
-  void* q = _tess_malloc_inline(size);
-  if (q == NULL) return NULL; /* errno is ENOMEM; p is untouched */
-  size_t keep = usable;
-  size_t fresh = _tess_usable_size_checked(q, call);
-  if (keep > fresh) keep = fresh;
+  void* q = NULL;
+  if (size > usable && size <= TESS_MEDIUM_MAX) q = _tess_malloc_inline(size + size / 4);
+  if (q == NULL) {
+    q = _tess_malloc_inline(size);
+    if (q == NULL) return NULL; /* errno is ENOMEM; p is untouched */
+  }
+  /* Growing: all of the old block fits.  Shrinking (below half): keep what
+   * the new block can hold, its class size (it came from malloc). */
+  size_t keep = size > usable ? usable : _tess_bin_size(_tess_bin(size));
+  if (keep > usable) keep = usable;
   memcpy(q, p, keep);
   _tess_free_inline(p, call);
   return q;
