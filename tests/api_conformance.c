@@ -767,6 +767,43 @@ static void test_impossible(void) {
   }
 }
 
+/* ---- giving memory back ------------------------------------------------------ */
+
+#if defined(API_TESS)
+static int do_trim(void) { return tess_trim(); }
+#else
+static int do_trim(void) { return malloc_trim(0); }
+#endif
+
+/* After 96 MiB of small and medium blocks are written and freed, trimming
+ * returns 0 or 1 and leaves RSS (and tessera's committed bytes) at least
+ * 48 MiB below the peak, whether the trim itself or an earlier purge gave
+ * the memory back. */
+static void test_trim_returns_memory(void) {
+  enum { N = 24576 };
+  static void* blk[N];
+  for (int i = 0; i < N; i++) {
+    size_t n = i % 4 == 0 ? 12000 : 3000; /* about 96 MiB in all */
+    blk[i] = A->malloc(n);
+    if (blk[i]) memset(blk[i], 0x11, n);
+  }
+  size_t rss_peak = th_rss_bytes();
+  tess_stats_t s_peak = {0}, s_after = {0};
+  if (stats_get) stats_get(&s_peak);
+  for (int i = 0; i < N; i++) A->free(blk[(i * 7) % N]);
+  int t = do_trim();
+  CHECK_MSG(t == 0 || t == 1, "trim returned %d", t);
+  size_t rss_after = th_rss_bytes();
+  CHECK_MSG(rss_after + 48 * MiB <= rss_peak, "RSS %zu MiB at peak, %zu MiB after free + trim",
+            rss_peak / MiB, rss_after / MiB);
+  if (stats_get) {
+    stats_get(&s_after);
+    CHECK_MSG(s_after.committed + 48 * MiB <= s_peak.committed,
+              "tessera committed %zu MiB at peak, %zu MiB after free + trim",
+              s_peak.committed / MiB, s_after.committed / MiB);
+  }
+}
+
 /* ---- served by tessera ------------------------------------------------------ */
 
 /* A huge block raises huge_count by one while it lives. */
@@ -1090,6 +1127,7 @@ int main(int argc, char** argv) {
   test_valloc_pvalloc();
   test_free_preserves_errno();
   test_usable_size_constant();
+  test_trim_returns_memory();
   test_impossible();
   test_served_by_tessera();
 #if !defined(API_TESS)

@@ -232,6 +232,16 @@ static void scenario_threads(void) {
       child_setup();
       int bad = child_work(true, i % 4 == 0);
       free(mine);
+      if (i % 10 == 0) { /* and a grandchild, forked from the child */
+        pid_t g = fork();
+        if (g == 0) {
+          alarm(CHILD_TIMEOUT);
+          _exit(child_work(false, true));
+        }
+        int gst = 0;
+        if (g < 0 || waitpid(g, &gst, 0) != g || !WIFEXITED(gst) || WEXITSTATUS(gst) != 0)
+          bad |= 64;
+      }
       _exit(bad);
     }
     CHECK_MSG(pid > 0, "fork: %s", strerror(errno));

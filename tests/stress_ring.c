@@ -196,6 +196,81 @@ static void* worker(void* arg) {
   return NULL;
 }
 
+/* ---- phase 2: many threads free blocks of the same pages at once ----------
+ * The main thread allocates blocks of one size (so they share pages);
+ * FREERS threads free them concurrently, interleaved so every page gets
+ * remote frees from every thread at the same moment, while the main thread
+ * keeps allocating the same size from those pages.  Every block the main
+ * thread holds is then checked: a lost or duplicated remote free shows up
+ * as a block handed out twice (a pattern overwritten). */
+#define FREERS 3
+#define REMOTE_N 30000
+#define REMOTE_ROUNDS 6
+
+static unsigned char* remote_blocks[REMOTE_N];
+static int remote_n; /* blocks this round: at most 64 MiB of them */
+static atomic_int remote_go;
+static atomic_int remote_done;
+
+static void* freer(void* arg) {
+  int me = (int)(intptr_t)arg;
+  while (!atomic_load(&remote_go)) sched_yield();
+  for (int i = me; i < remote_n; i += FREERS) {
+    free(remote_blocks[i]);
+    remote_blocks[i] = NULL;
+  }
+  atomic_fetch_add(&remote_done, 1);
+  return NULL;
+}
+
+static void remote_free_phase(size_t size) {
+  enum { KEEP_MAX = 20000 };
+  static unsigned char* kept[KEEP_MAX];
+  int nkept = 0;
+  const size_t budget = (size_t)64 << 20;
+  remote_n = budget / size < REMOTE_N ? (int)(budget / size) : REMOTE_N;
+  const int KEEP = budget / size < KEEP_MAX ? (int)(budget / size) : KEEP_MAX;
+  for (int round = 0; round < REMOTE_ROUNDS; round++) {
+    for (int i = 0; i < remote_n; i++) {
+      remote_blocks[i] = malloc(size);
+      if (!remote_blocks[i]) atomic_fetch_add(&alloc_fail, 1);
+    }
+    atomic_store(&remote_go, 0);
+    atomic_store(&remote_done, 0);
+    pthread_t t[FREERS];
+    for (int i = 0; i < FREERS; i++) pthread_create(&t[i], NULL, freer, (void*)(intptr_t)i);
+    atomic_store(&remote_go, 1);
+    /* allocate while the frees land: these come from the same pages */
+    while (atomic_load(&remote_done) < FREERS) {
+      if (nkept < KEEP) {
+        unsigned char* p = malloc(size);
+        if (!p) {
+          atomic_fetch_add(&alloc_fail, 1);
+          break;
+        }
+        th_fill(p, size, (uintptr_t)p, size, 77);
+        kept[nkept++] = p;
+      } else {
+        sched_yield();
+      }
+    }
+    for (int i = 0; i < FREERS; i++) pthread_join(t[i], NULL);
+    /* and after them, reusing everything that was freed */
+    for (int i = 0; i < 2000 && nkept < KEEP; i++) {
+      unsigned char* p = malloc(size);
+      if (!p) break;
+      th_fill(p, size, (uintptr_t)p, size, 77);
+      kept[nkept++] = p;
+    }
+  }
+  long bad = 0;
+  for (int i = 0; i < nkept; i++)
+    if (th_verify(kept[i], size, (uintptr_t)kept[i], size, 77) != size) bad++;
+  CHECK_MSG(bad == 0, "remote frees of %zu-byte blocks: %ld of %d blocks overwritten", size, bad,
+            nkept);
+  for (int i = 0; i < nkept; i++) free(kept[i]);
+}
+
 int main(void) {
   tess_stats_t s0, s1;
   tess_stats_get(&s0);
@@ -218,6 +293,11 @@ int main(void) {
   tess_stats_get(&s1);
   CHECK_MSG(s1.huge_count == s0.huge_count, "huge_count %zu at start, %zu at end", s0.huge_count,
             s1.huge_count);
+  remote_free_phase(32);
+  remote_free_phase(240);
+  remote_free_phase(3000);
+  remote_free_phase(40000);
+  CHECK_EQ(atomic_load(&alloc_fail), 0);
   fprintf(stderr, "stress_ring: %ld blocks made, %ld checks, %ld reallocs\n",
           atomic_load(&blocks_made), atomic_load(&blocks_checked), atomic_load(&reallocs_done));
   return th_done();
