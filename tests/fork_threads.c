@@ -30,7 +30,9 @@
 
 #define NWORKERS 3
 #define SLOTS 256
+#ifndef PARENT_TIMEOUT
 #define PARENT_TIMEOUT 100 /* seconds for the whole scenario */
+#endif
 #define CHILD_TIMEOUT 20   /* seconds for one child */
 
 /* Blocks published by the workers: slot holds a block whose first 8 bytes
