@@ -104,6 +104,19 @@ static tess_page_t* page_checked(const void* p, const char* call, tess_segment_t
 }
 
 void _tess_free_generic(void* p, const char* call) {
+  /* The common case first: a block of a small or medium page that the fast
+   * path did not take because another thread owns the page. */
+  if (tess_likely(_tess_segmap_get((uintptr_t)p) == TESS_SEGMAP_NORMAL)) {
+    tess_page_t* page = _tess_page_of(_tess_segment_of(p), p);
+    if (tess_likely((page->kind == TESS_PAGE_SMALL || page->kind == TESS_PAGE_MEDIUM) &&
+                    _tess_is_block_start(page, (uintptr_t)p - (uintptr_t)page->start) &&
+                    (page->heap & ~TESS_HEAP_TAG_FULL) != (uintptr_t)_tess_heap_get())) {
+      int saved = errno;
+      free_remote(page, (tess_block_t*)p);
+      errno = saved;
+      return;
+    }
+  }
   if (p == NULL) return;
   int saved = errno;
   tess_segment_t* huge;

@@ -111,6 +111,7 @@ tess_heap_t* _tess_heap_init_thread(void) {
   if (heap == NULL) return NULL;
   heap->state = TESS_HEAP_ACTIVE;
   _tess_heap_tls = heap;
+  _tess_heap_unpark_pages(heap); /* adopted: its pages serve again */
   /* May allocate (keys past the first 32): the heap is already in place. */
   _tess_prim_thread_set(heap);
   if (atomic_load_explicit(&heap->remote_pages, memory_order_relaxed) != NULL) _tess_heap_drain_remote(heap);
@@ -125,7 +126,7 @@ void _tess_heap_thread_done(void* arg) {
   if (heap == NULL || heap == &_tess_heap_empty) return;
   int saved = errno;
   if (_tess_heap_tls == heap) _tess_heap_tls = &_tess_heap_empty;
-  _tess_heap_release_pages(heap, true);
+  _tess_heap_park_pages(heap);
   abandoned_push(heap, true);
   errno = saved;
 }
@@ -146,14 +147,15 @@ void _tess_heap_drain_remote(tess_heap_t* heap) {
   }
 }
 
-/* Clean one abandoned heap: collect its pages' remote frees and give its
- * empty pages back to the arena.  Called before taking a fresh page, so
+/* Clean one abandoned heap: collect the remote frees of the pages that
+ * received any (they are on its remote_pages) and give back the pages that
+ * became empty.  Called before taking a fresh page, so
  * memory exiting threads left behind is reused before new memory is mapped.
  * Never waits for the pool lock. */
 void _tess_heap_scavenge_abandoned(void) {
   tess_heap_t* heap = abandoned_pop(false);
   if (heap == NULL) return;
-  _tess_heap_release_pages(heap, true);
+  _tess_heap_park_pages(heap);
   abandoned_push(heap, false);
 }
 
@@ -183,7 +185,7 @@ void _tess_heap_note_abandoned_free(tess_heap_t* heap) {
   }
   _tess_unlock(&heaps.lock);
   if (h == NULL) return; /* adopted or being cleaned by another thread */
-  _tess_heap_release_pages(h, true);
+  _tess_heap_park_pages(h);
   abandoned_push(h, false);
 }
 

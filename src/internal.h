@@ -172,6 +172,8 @@ void _tess_page_collect(tess_page_t* page);
 void _tess_page_retire(tess_heap_t* heap, tess_page_t* page);
 void _tess_page_unfull(tess_heap_t* heap, tess_page_t* page);
 void _tess_heap_release_pages(tess_heap_t* heap, bool all_empty);
+void _tess_heap_park_pages(tess_heap_t* heap);
+void _tess_heap_unpark_pages(tess_heap_t* heap);
 void _tess_page_queue_remove(tess_heap_t* heap, tess_page_t* page);
 tess_page_queue_t* _tess_page_queue_of(tess_heap_t* heap, tess_page_t* page);
 

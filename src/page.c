@@ -302,3 +302,39 @@ void _tess_heap_release_pages(tess_heap_t* heap, bool all_empty) {
     }
   }
 }
+
+/* A heap whose thread exited: give back its empty pages and park the others
+ * on the full list with state FULL, so that the next free another thread
+ * makes into one of them puts that page on remote_pages.  Cleaning the heap
+ * later then looks only at pages that received frees. */
+void _tess_heap_park_pages(tess_heap_t* heap) {
+  _tess_heap_drain_remote(heap);
+  for (size_t bin = 1; bin <= TESS_BIN_MEDIUM_LAST; bin++) {
+    tess_page_t* next;
+    for (tess_page_t* page = heap->queues[bin].first; page != NULL; page = next) {
+      next = page->next;
+      for (;;) {
+        _tess_page_collect(page);
+        if (page->used == 0 && xfree_state(page) == TESS_XFREE_NORMAL) {
+          page_free(heap, page);
+          break;
+        }
+        if (page_mark_full(heap, page)) break;
+        if ((atomic_load_explicit(&page->xthread_free, memory_order_acquire) & ~TESS_XFREE_STATE_MASK) == 0) {
+          break; /* NOTIFIED: on remote_pages already; the next clean sees it */
+        }
+      }
+    }
+  }
+}
+
+/* A heap being adopted by a new thread: every parked page back in its queue,
+ * so the new owner allocates from them before taking fresh pages. */
+void _tess_heap_unpark_pages(tess_heap_t* heap) {
+  _tess_heap_drain_remote(heap);
+  tess_page_t* page;
+  while ((page = heap->full.first) != NULL) {
+    _tess_page_collect(page);
+    _tess_page_unfull(heap, page);
+  }
+}

@@ -180,43 +180,63 @@ static size_t dirty_max_slices(void) {
  * when `force`, or while the dirty total is over its cap). */
 void _tess_arena_purge(bool force) {
   tess_span_range_t ranges[TESS_PURGE_BATCH];
+  tess_segment_t* to_unmap[TESS_PURGE_BATCH];
   for (;;) {
-    size_t n = 0;
+    size_t n = 0, nunmap = 0;
     uint64_t now = _tess_prim_clock_ms();
     _tess_lock(&arena.lock);
     arena.last_purge_check = now;
     size_t cap = dirty_max_slices();
     size_t excess = arena.dirty_slices > cap ? arena.dirty_slices - cap : 0;
+    uint32_t delay = (uint32_t)_tess_options.purge_delay_ms;
     tess_segment_t* next_seg;
     for (tess_segment_t* seg = arena.purge_first; seg != NULL && n < TESS_PURGE_BATCH; seg = next_seg) {
       next_seg = seg->next;
+      /* The list is ordered by dirty_since, a lower bound on the age of a
+       * segment's dirty spans: past the first segment that cannot have a
+       * due span, none can (unless forced or over the cap). */
+      if (!force && excess == 0 && (uint32_t)((uint32_t)now - (uint32_t)seg->dirty_since) < delay) break;
+      uint32_t oldest = 0; /* age of the oldest span left dirty */
       bool young_left = false;
       size_t idx = 1;
       while (idx < TESS_SLICES_PER_SEGMENT && n < TESS_PURGE_BATCH) {
         tess_page_t* span = &seg->slices[idx];
         size_t count = span->slice_count;
-        bool dirty = false;
-        for (size_t j = idx; j < idx + count && !dirty; j++) dirty = seg->slices[j].dirty;
-        if (span->kind == TESS_PAGE_FREE && dirty) {
+        if (span->kind == TESS_PAGE_FREE) {
+          bool dirty = false;
+          for (size_t j = idx; j < idx + count && !dirty; j++) dirty = seg->slices[j].dirty;
+          uint32_t age = (uint32_t)now - span->freed_at;
           /* Due once it has waited out the delay; everything is due when
            * forced or while the dirty total is over its cap. */
-          bool due = force || excess > 0 ||
-                     (uint32_t)((uint32_t)now - span->freed_at) >= (uint32_t)_tess_options.purge_delay_ms;
-          if (due) {
+          if (count == TESS_SPAN_MAX && (force || excess > 0 || age >= delay) && nunmap < TESS_PURGE_BATCH &&
+              segment_is_surplus(seg)) {
+            /* wholly free, and one such segment is kept already: unmap */
+            excess = excess > count ? excess - count : 0;
+            to_unmap[nunmap++] = seg;
+            idx = TESS_SLICES_PER_SEGMENT;
+            young_left = false;
+            break;
+          }
+          if (dirty && (force || excess > 0 || age >= delay)) {
             bin_remove(span);
             span->kind = TESS_PAGE_PURGING;
             seg->used_slices += (uint32_t)count; /* pins the segment */
             ranges[n++] = (tess_span_range_t){seg, (uint32_t)idx, (uint32_t)count};
             excess = excess > count ? excess - count : 0;
-          } else {
+          } else if (dirty) {
+            if (age > oldest) oldest = age;
             young_left = true;
           }
         }
         idx += count;
       }
-      if (idx >= TESS_SLICES_PER_SEGMENT && !young_left) purge_list_remove(seg);
+      if (idx < TESS_SLICES_PER_SEGMENT) break; /* batch full: resume here */
+      if (!seg->in_purge_list) continue;          /* taken out to be unmapped */
+      purge_list_remove(seg);
+      if (young_left) purge_list_add(seg, now - oldest); /* to the tail, dated by its oldest */
     }
     _tess_unlock(&arena.lock);
+    for (size_t i = 0; i < nunmap; i++) segment_unmap(to_unmap[i]);
     if (n == 0) return;
 
     for (size_t i = 0; i < n; i++) {
@@ -232,7 +252,6 @@ void _tess_arena_purge(bool force) {
       }
     }
 
-    tess_segment_t* to_unmap[TESS_PURGE_BATCH];
     size_t unmaps = 0;
     _tess_lock(&arena.lock);
     for (size_t i = 0; i < n; i++) {
@@ -325,7 +344,6 @@ tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* 
 void _tess_arena_span_free(tess_page_t* page) {
   tess_segment_t* seg = _tess_segment_of(page);
   size_t idx = span_index(seg, page), count = page->slice_count;
-  tess_segment_t* unmap = NULL;
   uint64_t now = _tess_prim_clock_ms();
   _tess_lock(&arena.lock);
   if (tess_unlikely(seg->generation != arena.generation)) {
@@ -340,11 +358,12 @@ void _tess_arena_span_free(tess_page_t* page) {
   span_insert_free(seg, idx, count, (uint32_t)now);
   bool first_dirty = arena.purge_first == NULL;
   purge_list_add(seg, now);
-  if (seg->used_slices == 0 && segment_is_surplus(seg)) unmap = seg;
+  /* A wholly free segment stays, like any free memory, until the purge
+   * delay passes (a program that frees everything and starts again reuses
+   * it); the purge then unmaps it rather than madvising it. */
   bool over = arena.dirty_slices > dirty_max_slices();
   bool due = !over && !_tess_purger_running() && now != arena.last_purge_check;
   _tess_unlock(&arena.lock);
-  if (unmap != NULL) segment_unmap(unmap);
   if (over || due) _tess_arena_purge(false);
   if (first_dirty) _tess_purger_notify();
 }
