@@ -17,6 +17,7 @@ static void fork_child(void) {
    * own and starts afresh if so.  The heaps of the other threads are simply
    * never used again. */
   _tess_arena_fork_child();
+  _tess_huge_fork_child();
   _tess_heap_fork_child();
   _tess_purger_fork_child();
 }

@@ -62,6 +62,7 @@ typedef struct tess_options_s {
   const char* stats_file;      /* TESSERA_STATS_FILE: append JSON at exit        */
   long verbose;                /* TESSERA_VERBOSE: report option values          */
   long background;             /* TESSERA_BACKGROUND: run the purger thread      */
+  long hugepages;              /* TESSERA_HUGEPAGES: THP for huge blocks         */
 } tess_options_t;
 
 extern tess_options_t _tess_options;
@@ -177,13 +178,16 @@ void _tess_heap_unpark_pages(tess_heap_t* heap);
 void _tess_page_queue_remove(tess_heap_t* heap, tess_page_t* page);
 tess_page_queue_t* _tess_page_queue_of(tess_heap_t* heap, tess_page_t* page);
 
-/* segment.c: the arena */
+/* segment.c: the arena; huge.c: huge blocks */
 tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* is_zero);
 void _tess_arena_span_free(tess_page_t* page);
 void* _tess_arena_large_alloc(size_t size);
 bool _tess_arena_large_resize(tess_page_t* page, size_t size);
 void* _tess_huge_alloc(size_t size, size_t alignment, bool zero);
 void _tess_huge_free(tess_segment_t* seg);
+void _tess_huge_cache_purge(bool force);
+bool _tess_huge_cache_nonempty(void);
+void _tess_huge_fork_child(void);
 void* _tess_huge_realloc(tess_segment_t* seg, size_t size);
 tess_segment_t* _tess_huge_segment_of(const void* p, uint8_t map_value);
 void _tess_arena_purge(bool force);

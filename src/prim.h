@@ -16,6 +16,9 @@
  * memory near `hint` (may be NULL).  *out is set on success. */
 int _tess_prim_map(void* hint, size_t size, void** out);
 
+/* Ask for transparent huge pages on [p, p+size) (advice only). */
+void _tess_prim_hugepages(void* p, size_t size);
+
 /* Reserve `size` bytes of address space with no access. */
 int _tess_prim_reserve(size_t size, void** out);
 

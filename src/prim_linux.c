@@ -26,6 +26,8 @@ int _tess_prim_map(void* hint, size_t size, void** out) {
   return 0;
 }
 
+void _tess_prim_hugepages(void* p, size_t size) { madvise(p, size, MADV_HUGEPAGE); }
+
 int _tess_prim_reserve(size_t size, void** out) {
   void* p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return errno ? errno : ENOMEM;

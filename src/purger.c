@@ -26,12 +26,13 @@ static void* purger_main(void* arg) {
   (void)arg;
   for (;;) {
     uint32_t seen = atomic_load_explicit(&purger_wake, memory_order_acquire);
-    if (!_tess_arena_has_dirty()) {
+    if (!_tess_arena_has_dirty() && !_tess_huge_cache_nonempty()) {
       _tess_prim_futex_wait(&purger_wake, seen);
       continue;
     }
     _tess_prim_sleep_ms((uint64_t)_tess_options.purge_delay_ms / 2 + 1);
     _tess_arena_purge(false);
+    _tess_huge_cache_purge(false);
   }
   return NULL;
 }

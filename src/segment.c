@@ -1,7 +1,8 @@
 /* segment.c - the arena: 4 MiB segments carved into spans of 64 KiB slices;
  * free spans kept in bins by length and coalesced with their neighbours;
- * free memory purged after a delay; whole free segments unmapped; and huge
- * blocks, each in a segment of its own.
+ * free memory purged after a delay; whole free segments unmapped; large
+ * blocks, each in a span of its own.  (Huge blocks, in segments of their
+ * own, are in huge.c.)
  *
  * Locking: one lock, `arena.lock`, guards the bins, the purge list and every
  * span's kind/length fields.  It is a leaf: nothing else is locked inside it,
@@ -278,6 +279,7 @@ void _tess_arena_purge(bool force) {
 /* Called on the slow paths: purge when a delay may have passed or the dirty
  * total is over its cap.  Cheap when there is nothing to do. */
 void _tess_arena_maybe_purge(void) {
+  if (!_tess_purger_running()) _tess_huge_cache_purge(false);
   if (arena.purge_first == NULL) return; /* racy read: a hint only */
   bool over = arena.dirty_slices > dirty_max_slices();
   /* With the background purger, time-based purging is its job. */
@@ -452,100 +454,6 @@ bool _tess_arena_large_resize(tess_page_t* page, size_t size) {
   page->div_magic = div_magic(bsize);
   page->bin = (uint8_t)bin;
   return true;
-}
-
-/* ---- huge blocks ---------------------------------------------------------------- */
-
-/* A huge segment: a header in its first OS page, then the block at offset
- * max(4 KiB, alignment).  When that offset is 4 MiB or more, the segment-map
- * byte of the block's own 4 MiB says how far back the header is. */
-void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
-  size_t offset = alignment > TESS_OS_PAGE_SIZE ? alignment : TESS_OS_PAGE_SIZE;
-  size_t back = offset >> TESS_SEGMENT_SHIFT; /* segments from header to block: 0 or 2^k */
-  if (size > PTRDIFF_MAX - offset - TESS_OS_PAGE_SIZE) return NULL;
-  size_t total = (offset + size + TESS_OS_PAGE_SIZE - 1) & ~(size_t)(TESS_OS_PAGE_SIZE - 1);
-  size_t align = alignment > TESS_SEGMENT_SIZE ? alignment : TESS_SEGMENT_SIZE;
-  uint8_t* base;
-  size_t mapped;
-  tess_segment_t* seg = _tess_os_map_aligned(total, align, &base, &mapped);
-  if (seg == NULL) return NULL;
-  seg->kind = TESS_SEGMENT_HUGE;
-  seg->mapped = mapped;
-  seg->map_base = base;
-  seg->huge_size = total - offset;
-  tess_page_t* page = &seg->slices[0];
-  page->kind = TESS_PAGE_HUGE;
-  page->start = (uint8_t*)seg + offset;
-  page->used = 1;
-  _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_HUGE);
-  if (back > 0) _tess_segmap_set((uintptr_t)page->start, (uint8_t)(TESS_SEGMAP_HUGE_BACK + __builtin_ctzl(back)));
-  atomic_fetch_add_explicit(&_tess_os.huge_count, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&_tess_os.huge_bytes, mapped, memory_order_relaxed);
-  _tess_os_committed_add(mapped);
-  (void)zero; /* fresh mappings are zero */
-  return page->start;
-}
-
-/* The huge segment whose block may start in the 4 MiB of p, given the
- * segment-map byte there; NULL if p cannot be a huge block's start. */
-tess_segment_t* _tess_huge_segment_of(const void* p, uint8_t map_value) {
-  tess_segment_t* seg = _tess_segment_of(p);
-  if (map_value >= TESS_SEGMAP_HUGE_BACK) {
-    size_t back_shift = (size_t)(map_value - TESS_SEGMAP_HUGE_BACK) + TESS_SEGMENT_SHIFT;
-    if (back_shift >= TESS_ADDRESS_BITS || (uintptr_t)seg < ((uintptr_t)1 << back_shift)) return NULL;
-    seg = (tess_segment_t*)((uint8_t*)seg - ((size_t)1 << back_shift));
-    if (_tess_segmap_get((uintptr_t)seg) != TESS_SEGMAP_HUGE) return NULL;
-  }
-  if (seg->slices[0].kind != TESS_PAGE_HUGE) return NULL;
-  return seg;
-}
-
-void _tess_huge_free(tess_segment_t* seg) {
-  tess_page_t* page = &seg->slices[0];
-  size_t offset = (size_t)(page->start - (uint8_t*)seg);
-  page->kind = TESS_PAGE_FREE; /* a racing double free now sees a non-huge page */
-  if (offset >= TESS_SEGMENT_SIZE) _tess_segmap_set((uintptr_t)page->start, TESS_SEGMAP_NONE);
-  _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
-  atomic_fetch_sub_explicit(&_tess_os.huge_count, 1, memory_order_relaxed);
-  atomic_fetch_sub_explicit(&_tess_os.huge_bytes, seg->mapped, memory_order_relaxed);
-  _tess_os_committed_sub(seg->mapped);
-  _tess_os_unmap(seg->map_base, seg->mapped);
-}
-
-/* Resize a huge block (offset 4 KiB, the plain malloc kind) with mremap: in
- * place when the address space after it is free, else moved to a fresh
- * aligned range without copying.  NULL if that fails (the block is intact). */
-void* _tess_huge_realloc(tess_segment_t* seg, size_t size) {
-  tess_page_t* page = &seg->slices[0];
-  size_t offset = (size_t)(page->start - (uint8_t*)seg);
-  if (offset != TESS_OS_PAGE_SIZE || size > PTRDIFF_MAX - 2 * TESS_OS_PAGE_SIZE) return NULL;
-  size_t total = (offset + size + TESS_OS_PAGE_SIZE - 1) & ~(size_t)(TESS_OS_PAGE_SIZE - 1);
-  size_t old = seg->mapped;
-  if (total == old) return page->start;
-  tess_segment_t* dest = seg;
-  if (_tess_prim_remap(seg, old, total, NULL, false) != 0) {
-    uint8_t* base;
-    size_t mapped;
-    dest = _tess_os_map_aligned(total, TESS_SEGMENT_SIZE, &base, &mapped);
-    if (dest == NULL) return NULL;
-    atomic_fetch_sub_explicit(&_tess_os.mapped, mapped, memory_order_relaxed);
-    if (_tess_prim_remap(seg, old, total, dest, true) != 0) {
-      _tess_os_unmap(dest, total);
-      atomic_fetch_add_explicit(&_tess_os.mapped, mapped, memory_order_relaxed);
-      return NULL;
-    }
-    _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
-    _tess_segmap_set((uintptr_t)dest, TESS_SEGMAP_HUGE);
-  }
-  atomic_fetch_add_explicit(&_tess_os.mapped, total - old, memory_order_relaxed);
-  atomic_fetch_add_explicit(&_tess_os.huge_bytes, total - old, memory_order_relaxed);
-  if (total > old) _tess_os_committed_add(total - old);
-  else _tess_os_committed_sub(old - total);
-  dest->mapped = total;
-  dest->map_base = (uint8_t*)dest;
-  dest->huge_size = total - offset;
-  dest->slices[0].start = (uint8_t*)dest + offset;
-  return dest->slices[0].start;
 }
 
 /* ---- fork ---------------------------------------------------------------------- */

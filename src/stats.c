@@ -84,5 +84,6 @@ int tess_trim(void) {
   if (heap != &_tess_heap_empty) _tess_heap_release_pages(heap, true);
   for (size_t i = 0; i < 4; i++) _tess_heap_scavenge_abandoned();
   _tess_arena_purge(true);
+  _tess_huge_cache_purge(true);
   return atomic_load(&_tess_os.purged) + atomic_load(&_tess_os.munmap_calls) != before;
 }

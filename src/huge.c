@@ -1,0 +1,237 @@
+/* huge.c - huge blocks: each in a mapping of its own (a huge segment),
+ * given back with munmap, and resized with mremap.
+ *
+ * A huge segment: a header in its first OS page, then the block at offset
+ * max(4 KiB, alignment).  When that offset is 4 MiB or more, the segment-map
+ * byte of the block's own 4 MiB says how far back the header is.
+ *
+ *   seg (4 MiB aligned)    seg + offset
+ *   | header (4 KiB) |...| block ................................ |
+ *
+ * Freed plain huge blocks (offset 4 KiB) are kept, resident, in a small
+ * cache for the purge delay, and the next huge allocation takes the most
+ * recent one, resized with mremap to exactly what it needs: a program that
+ * allocates and frees big buffers in turn neither maps nor faults in fresh
+ * memory every time.  The purger unmaps what has waited out the delay.
+ * The cache has its own leaf lock; no system call is made while it is held.
+ *
+ * With TESSERA_HUGEPAGES (on by default), a huge mapping asks the kernel
+ * for transparent huge pages (MADV_HUGEPAGE; honoured when the system's THP
+ * mode is "madvise" or "always"): a program filling a 20 MiB buffer then
+ * takes 10 faults instead of 5,000.  The price is RSS in 2 MiB steps for a
+ * buffer touched sparsely; TESSERA_HUGEPAGES=0 turns it off.
+ */
+#include "internal.h"
+
+#define TESS_HUGE_CACHE_SLOTS 8
+#define TESS_HUGE_CACHE_MAX ((size_t)64 << 20)
+
+static struct {
+  tess_lock_t lock;
+  size_t count;
+  size_t bytes;
+  tess_segment_t* seg[TESS_HUGE_CACHE_SLOTS]; /* oldest first */
+  uint64_t freed_at[TESS_HUGE_CACHE_SLOTS];
+} cache;
+
+static size_t huge_total(size_t offset, size_t size) {
+  return (offset + size + TESS_OS_PAGE_SIZE - 1) & ~(size_t)(TESS_OS_PAGE_SIZE - 1);
+}
+
+/* Point a (fresh or moved) huge segment's header at a block of `total`. */
+static void huge_setup(tess_segment_t* seg, size_t total, size_t offset) {
+  seg->kind = TESS_SEGMENT_HUGE;
+  seg->mapped = total;
+  seg->map_base = (uint8_t*)seg;
+  seg->huge_size = total - offset;
+  tess_page_t* page = &seg->slices[0];
+  page->kind = TESS_PAGE_HUGE;
+  page->start = (uint8_t*)seg + offset;
+  page->used = 1;
+}
+
+/* Resize the mapping of seg (block at offset 4 KiB) to `total` bytes: in
+ * place when the address space allows, else moved without copying to a
+ * fresh aligned range.  Returns the (possibly moved) segment or NULL, in
+ * which case seg is untouched.  Caller fixes the segment map. */
+static tess_segment_t* huge_remap(tess_segment_t* seg, size_t total) {
+  size_t old = seg->mapped;
+  if (total == old) return seg;
+  if (_tess_prim_remap(seg, old, total, NULL, false) == 0) {
+    atomic_fetch_add_explicit(&_tess_os.mapped, total - old, memory_order_relaxed);
+    return seg;
+  }
+  uint8_t* base;
+  size_t mapped;
+  tess_segment_t* dest = _tess_os_map_aligned(total, TESS_SEGMENT_SIZE, &base, &mapped);
+  if (dest == NULL) return NULL;
+  if (_tess_prim_remap(seg, old, total, dest, true) != 0) {
+    _tess_os_unmap(dest, total);
+    return NULL;
+  }
+  /* The old range is gone, its pages now live at dest. */
+  atomic_fetch_sub_explicit(&_tess_os.mapped, old, memory_order_relaxed);
+  return dest;
+}
+
+static void* huge_from_cache(size_t total) {
+  if (cache.count == 0) return NULL; /* racy hint */
+  _tess_lock(&cache.lock);
+  if (cache.count == 0) {
+    _tess_unlock(&cache.lock);
+    return NULL;
+  }
+  size_t i = --cache.count; /* the most recent: warmest */
+  tess_segment_t* seg = cache.seg[i];
+  cache.bytes -= seg->mapped;
+  _tess_unlock(&cache.lock);
+  size_t old = seg->mapped;
+  tess_segment_t* dest = huge_remap(seg, total);
+  if (dest == NULL) {
+    _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
+    _tess_os_committed_sub(old);
+    _tess_os_unmap(seg, old);
+    return NULL;
+  }
+  if (dest != seg) {
+    _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
+    _tess_segmap_set((uintptr_t)dest, TESS_SEGMAP_HUGE);
+  }
+  if (total > old) _tess_os_committed_add(total - old);
+  else _tess_os_committed_sub(old - total);
+  huge_setup(dest, total, TESS_OS_PAGE_SIZE);
+  atomic_fetch_add_explicit(&_tess_os.huge_count, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&_tess_os.huge_bytes, total, memory_order_relaxed);
+  return dest->slices[0].start;
+}
+
+void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
+  size_t offset = alignment > TESS_OS_PAGE_SIZE ? alignment : TESS_OS_PAGE_SIZE;
+  size_t back = offset >> TESS_SEGMENT_SHIFT; /* segments from header to block: 0 or 2^k */
+  if (size > PTRDIFF_MAX - offset - TESS_OS_PAGE_SIZE) return NULL;
+  size_t total = huge_total(offset, size);
+  if (offset == TESS_OS_PAGE_SIZE && !zero) {
+    void* p = huge_from_cache(total); /* cached memory is not zero */
+    if (p != NULL) return p;
+  }
+  size_t align = alignment > TESS_SEGMENT_SIZE ? alignment : TESS_SEGMENT_SIZE;
+  uint8_t* base;
+  size_t mapped;
+  tess_segment_t* seg = _tess_os_map_aligned(total, align, &base, &mapped);
+  if (seg == NULL) return NULL;
+  huge_setup(seg, total, offset);
+  if (_tess_options.hugepages) _tess_prim_hugepages(seg, total);
+  _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_HUGE);
+  if (back > 0) {
+    _tess_segmap_set((uintptr_t)seg->slices[0].start, (uint8_t)(TESS_SEGMAP_HUGE_BACK + __builtin_ctzl(back)));
+  }
+  atomic_fetch_add_explicit(&_tess_os.huge_count, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&_tess_os.huge_bytes, mapped, memory_order_relaxed);
+  _tess_os_committed_add(mapped);
+  return seg->slices[0].start;
+}
+
+/* The huge segment whose block may start in the 4 MiB of p, given the
+ * segment-map byte there; NULL if p cannot be a huge block's start. */
+tess_segment_t* _tess_huge_segment_of(const void* p, uint8_t map_value) {
+  tess_segment_t* seg = _tess_segment_of(p);
+  if (map_value >= TESS_SEGMAP_HUGE_BACK) {
+    size_t back_shift = (size_t)(map_value - TESS_SEGMAP_HUGE_BACK) + TESS_SEGMENT_SHIFT;
+    if (back_shift >= TESS_ADDRESS_BITS || (uintptr_t)seg < ((uintptr_t)1 << back_shift)) return NULL;
+    seg = (tess_segment_t*)((uint8_t*)seg - ((size_t)1 << back_shift));
+    if (_tess_segmap_get((uintptr_t)seg) != TESS_SEGMAP_HUGE) return NULL;
+  }
+  if (seg->slices[0].kind != TESS_PAGE_HUGE) return NULL;
+  return seg;
+}
+
+static void huge_unmap(tess_segment_t* seg) {
+  size_t offset = (size_t)(seg->slices[0].start - (uint8_t*)seg);
+  if (offset >= TESS_SEGMENT_SIZE) _tess_segmap_set((uintptr_t)seg->slices[0].start, TESS_SEGMAP_NONE);
+  _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
+  _tess_os_committed_sub(seg->mapped);
+  _tess_os_unmap(seg->map_base, seg->mapped);
+}
+
+void _tess_huge_free(tess_segment_t* seg) {
+  tess_page_t* page = &seg->slices[0];
+  size_t offset = (size_t)(page->start - (uint8_t*)seg);
+  page->kind = TESS_PAGE_FREE; /* a second free now finds no huge block */
+  atomic_fetch_sub_explicit(&_tess_os.huge_count, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&_tess_os.huge_bytes, seg->mapped, memory_order_relaxed);
+  if (offset == TESS_OS_PAGE_SIZE && seg->mapped <= TESS_HUGE_CACHE_MAX) {
+    tess_segment_t* evict = NULL;
+    _tess_lock(&cache.lock);
+    bool was_empty = cache.count == 0;
+    if (cache.count == TESS_HUGE_CACHE_SLOTS || cache.bytes + seg->mapped > TESS_HUGE_CACHE_MAX) {
+      if (cache.count > 0) { /* make room: the oldest goes */
+        evict = cache.seg[0];
+        cache.bytes -= evict->mapped;
+        cache.count--;
+        memmove(&cache.seg[0], &cache.seg[1], cache.count * sizeof cache.seg[0]);
+        memmove(&cache.freed_at[0], &cache.freed_at[1], cache.count * sizeof cache.freed_at[0]);
+      }
+    }
+    bool cached = false;
+    if (cache.count < TESS_HUGE_CACHE_SLOTS && cache.bytes + seg->mapped <= TESS_HUGE_CACHE_MAX) {
+      cache.seg[cache.count] = seg;
+      cache.freed_at[cache.count] = _tess_prim_clock_ms();
+      cache.count++;
+      cache.bytes += seg->mapped;
+      cached = true;
+    }
+    _tess_unlock(&cache.lock);
+    if (evict != NULL) huge_unmap(evict);
+    if (cached) {
+      if (was_empty) _tess_purger_notify();
+      return;
+    }
+  }
+  huge_unmap(seg);
+}
+
+/* Unmap cached huge blocks that have waited out the delay (all with force). */
+void _tess_huge_cache_purge(bool force) {
+  if (cache.count == 0) return; /* racy hint */
+  uint64_t now = _tess_prim_clock_ms();
+  tess_segment_t* out[TESS_HUGE_CACHE_SLOTS];
+  size_t n = 0;
+  _tess_lock(&cache.lock);
+  while (n < cache.count && (force || now - cache.freed_at[n] >= (uint64_t)_tess_options.purge_delay_ms)) {
+    out[n] = cache.seg[n];
+    cache.bytes -= out[n]->mapped;
+    n++;
+  }
+  cache.count -= n;
+  memmove(&cache.seg[0], &cache.seg[n], cache.count * sizeof cache.seg[0]);
+  memmove(&cache.freed_at[0], &cache.freed_at[n], cache.count * sizeof cache.freed_at[0]);
+  _tess_unlock(&cache.lock);
+  for (size_t i = 0; i < n; i++) huge_unmap(out[i]);
+}
+
+bool _tess_huge_cache_nonempty(void) { return cache.count != 0; }
+
+/* Resize a huge block (offset 4 KiB, the plain malloc kind) with mremap.
+ * NULL if that fails (the block is intact). */
+void* _tess_huge_realloc(tess_segment_t* seg, size_t size) {
+  tess_page_t* page = &seg->slices[0];
+  size_t offset = (size_t)(page->start - (uint8_t*)seg);
+  if (offset != TESS_OS_PAGE_SIZE || size > PTRDIFF_MAX - 2 * TESS_OS_PAGE_SIZE) return NULL;
+  size_t total = huge_total(offset, size);
+  size_t old = seg->mapped;
+  tess_segment_t* dest = huge_remap(seg, total);
+  if (dest == NULL) return NULL;
+  if (dest != seg) {
+    _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
+    _tess_segmap_set((uintptr_t)dest, TESS_SEGMAP_HUGE);
+  }
+  atomic_fetch_add_explicit(&_tess_os.huge_bytes, total - old, memory_order_relaxed);
+  if (total > old) _tess_os_committed_add(total - old);
+  else _tess_os_committed_sub(old - total);
+  huge_setup(dest, total, offset);
+  return dest->slices[0].start;
+}
+
+void _tess_huge_fork_child(void) {
+  if (_tess_lock_is_held(&cache.lock)) memset(&cache, 0, sizeof cache); /* leak it */
+}
