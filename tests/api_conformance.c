@@ -382,6 +382,52 @@ static void test_realloc_keeps_usable(void) {
   }
 }
 
+/* Random reallocs among many live blocks, each filled over its whole usable
+ * size: a block grown or shrunk in place over its neighbour, or moved
+ * without its contents, shows up as a pattern mismatch. */
+static void test_realloc_random(void) {
+  enum { N = 1500, OPS = 40000 };
+  static unsigned char* p[N];
+  static size_t u[N];
+  static uint64_t seed[N];
+  uint64_t rng = 2026;
+  size_t bad = 0, fails = 0;
+  for (int i = 0; i < N; i++) {
+    p[i] = NULL;
+    u[i] = 0;
+  }
+  for (int op = 0; op < OPS; op++) {
+    int i = (int)(th_rand(&rng) % N);
+    uint64_t r = th_rand(&rng);
+    size_t n;
+    switch (r % 64) {
+      case 0: n = 128 * KiB + (r >> 8) % (2 * MiB); break;   /* large */
+      case 1: case 2: case 3: n = 8 * KiB + (r >> 8) % (120 * KiB); break; /* medium */
+      default: n = (r >> 8) % (r % 2 ? 600 : 8 * KiB); break;  /* small */
+    }
+    if (n == 0) n = 1;
+    if (p[i] && th_verify(p[i], u[i], (uintptr_t)i, 0, seed[i]) != u[i]) bad++;
+    unsigned char* q = A->realloc(p[i], n);
+    if (!q) {
+      fails++;
+      continue;
+    }
+    size_t keep = u[i] < n ? u[i] : n;
+    if (p[i] && th_verify(q, keep, (uintptr_t)i, 0, seed[i]) != keep) bad++;
+    p[i] = q;
+    u[i] = A->usable_size(q);
+    if (u[i] < n) bad++;
+    seed[i] = r;
+    th_fill(q, u[i], (uintptr_t)i, 0, seed[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    if (p[i] && th_verify(p[i], u[i], (uintptr_t)i, 0, seed[i]) != u[i]) bad++;
+    A->free(p[i]);
+  }
+  CHECK_MSG(fails == 0, "%zu reallocs failed", fails);
+  CHECK_MSG(bad == 0, "%zu blocks damaged by random reallocs among live neighbours", bad);
+}
+
 static void test_realloc_null_and_zero(void) {
   void* p = A->realloc(NULL, 100);
   CHECK(p != NULL);
@@ -973,6 +1019,54 @@ static size_t capture_stderr(void (*fn)(void), char* buf, size_t cap) {
 
 static void call_malloc_stats(void) { malloc_stats(); }
 
+/* NULL if s is well-formed XML as far as tags go (every element closed, in
+ * order; one root; attributes quoted), else what is wrong. */
+static const char* xml_check(const char* s) {
+  const char* stack[64];
+  size_t lens[64];
+  int depth = 0, roots = 0;
+  while (*s) {
+    if (*s != '<') {
+      if (depth == 0 && *s != ' ' && *s != '\n' && *s != '\t' && *s != '\r') return "text outside the root";
+      s++;
+      continue;
+    }
+    if (s[1] == '?') { /* <?xml ...?> */
+      s = strstr(s, "?>");
+      if (!s) return "unterminated <?";
+      s += 2;
+      continue;
+    }
+    const char* end = strchr(s, '>');
+    if (!end) return "unterminated tag";
+    if (s[1] == '/') {
+      size_t n = strcspn(s + 2, " >");
+      if (depth == 0) return "closing tag without an open element";
+      depth--;
+      if (n != lens[depth] || strncmp(s + 2, stack[depth], n)) return "mismatched closing tag";
+    } else {
+      size_t n = strcspn(s + 1, " />");
+      if (n == 0) return "empty tag name";
+      int quotes = 0;
+      for (const char* q = s; q < end; q++) quotes += *q == '"';
+      if (quotes % 2) return "unbalanced quotes in a tag";
+      if (end[-1] != '/') {
+        if (depth == 0) roots++;
+        if (depth == 64) return "nested too deep";
+        stack[depth] = s + 1;
+        lens[depth] = n;
+        depth++;
+      } else if (depth == 0) {
+        roots++;
+      }
+    }
+    s = end + 1;
+  }
+  if (depth) return "element left open";
+  if (roots != 1) return "not exactly one root element";
+  return NULL;
+}
+
 static void test_glibc_extras(void) {
   /* mallopt: 1 for the parameters glibc knows (values are glibc's defaults) */
   CHECK_EQ(mallopt(M_MMAP_THRESHOLD, 128 * 1024), 1);
@@ -1030,6 +1124,8 @@ static void test_glibc_extras(void) {
     CHECK_MSG(s[0] == '<', "malloc_info output does not start with '<': %.60s", s);
     CHECK_MSG(strstr(buf, "<malloc") != NULL, "malloc_info: no <malloc element");
     CHECK_MSG(strstr(buf, "</malloc>") != NULL, "malloc_info: no </malloc>");
+    const char* xerr = xml_check(buf);
+    CHECK_MSG(xerr == NULL, "malloc_info output is not well-formed XML: %s", xerr);
   }
 }
 #endif /* !API_TESS */
@@ -1118,6 +1214,7 @@ int main(int argc, char** argv) {
   test_realloc_pairs();
   test_realloc_ladder();
   test_realloc_keeps_usable();
+  test_realloc_random();
   test_realloc_null_and_zero();
   test_release_functions();
   test_free_sized();

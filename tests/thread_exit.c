@@ -1,7 +1,8 @@
 /* thread_exit.c - threads that exit with live blocks; thousands of
  * short-lived threads; memory must not keep growing.
  *
- * Each round starts THREADS_PER_ROUND threads.  Every thread
+ * First, a few waves of WIDE threads all alive at once.  Then each round
+ * starts THREADS_PER_ROUND threads.  Every thread
  *   - has a pthread key whose destructor frees, allocates and frees at
  *     exit (after tessera may already have retired the thread's heap),
  *   - frees the blocks left behind by a thread of the previous round (so
@@ -130,7 +131,70 @@ static void* thread_main(void* arg) {
   return NULL; /* exits with KEEP blocks alive */
 }
 
+/* ---- many threads alive at once: heaps created, used and retired
+ * concurrently (each thread waits at a barrier until all exist) ---------- */
+#define WIDE 256
+static pthread_barrier_t wide_barrier;
+static void* wide_thread(void* arg) {
+  uint64_t rng = (uint64_t)(uintptr_t)arg;
+  void* v[50];
+  for (int i = 0; i < 50; i++) {
+    size_t n = size_for(th_rand(&rng));
+    v[i] = malloc(n);
+    if (!v[i]) atomic_fetch_add(&bad, 1);
+    else th_fill(v[i], n < 256 ? n : 256, (uintptr_t)v[i], n, 5);
+  }
+  pthread_barrier_wait(&wide_barrier);
+  rng = (uint64_t)(uintptr_t)arg;
+  for (int i = 0; i < 50; i++) {
+    size_t n = size_for(th_rand(&rng));
+    size_t k = n < 256 ? n : 256;
+    if (v[i] && th_verify(v[i], k, (uintptr_t)v[i], n, 5) != k) atomic_fetch_add(&bad, 1);
+    if (i % 2) free(v[i]);
+  }
+  /* the even blocks are freed by the main thread after this one exits */
+  void** out = malloc(25 * sizeof(void*));
+  if (!out) {
+    atomic_fetch_add(&bad, 1);
+    return NULL;
+  }
+  for (int i = 0; i < 25; i++) out[i] = v[2 * i];
+  return out;
+}
+
+static void wide_rounds(void) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 128 * 1024);
+  for (int round = 0; round < 4; round++) {
+    pthread_t t[WIDE];
+    int started = 0;
+    pthread_barrier_init(&wide_barrier, NULL, WIDE);
+    for (int i = 0; i < WIDE; i++) {
+      int e = pthread_create(&t[i], &attr, wide_thread, (void*)(uintptr_t)(round * WIDE + i + 1));
+      CHECK_MSG(e == 0, "pthread_create #%d: %s", i, strerror(e));
+      if (e) break;
+      started++;
+    }
+    if (started < WIDE) { /* cannot meet at the barrier: give up loudly */
+      fprintf(stderr, "thread_exit: only %d of %d threads started\n", started, WIDE);
+      exit(1);
+    }
+    for (int i = 0; i < WIDE; i++) {
+      void** out = NULL;
+      pthread_join(t[i], (void**)&out);
+      CHECK(out != NULL);
+      if (!out) continue;
+      for (int k = 0; k < 25; k++) free(out[k]);
+      free(out);
+    }
+    pthread_barrier_destroy(&wide_barrier);
+  }
+  pthread_attr_destroy(&attr);
+}
+
 int main(void) {
+  wide_rounds();
   size_t rss[ROUNDS], mapped[ROUNDS], committed[ROUNDS];
   static job_t jobs[THREADS_PER_ROUND];
   long threads_started = 0;
