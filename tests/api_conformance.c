@@ -267,8 +267,8 @@ static void test_calloc(void) {
 static void test_calloc_recycled_spans(void) {
   enum { N = 4096 };
   static unsigned char* blk[N];
-  static const size_t dirty_sizes[] = {48, 1000, 6000, 40000, 300000};
-  static const size_t clean_sizes[] = {64, 700, 3000, 9000, 100000, 1 * MiB};
+  static const size_t dirty_sizes[] = {48, 1000, 6000, 40000, 300000, 5 * MiB, 12 * MiB};
+  static const size_t clean_sizes[] = {64, 700, 3000, 9000, 100000, 1 * MiB, 3 * MiB, 5 * MiB, 9 * MiB};
   for (size_t d = 0; d < sizeof dirty_sizes / sizeof dirty_sizes[0]; d++) {
     size_t dn = dirty_sizes[d], count = (16 * MiB) / dn;
     if (count > N) count = N;
