@@ -130,6 +130,16 @@ static void c_free_low_address(void) {
   announce((void*)0x1000);
   v_free((void*)0x1000);
 }
+static void c_free_top_of_user_space(void) {
+  void* p = (void*)(uintptr_t)0x7ffffffff000ull; /* beyond the stack, unmapped */
+  announce(p);
+  v_free(p);
+}
+static void c_free_non_canonical(void) {
+  void* p = (void*)((uintptr_t)1 << 60); /* not a user-space address at all */
+  announce(p);
+  v_free(p);
+}
 static void c_double_free_small(void) {
   void* p = v_malloc(32);
   v_free(p);
@@ -310,6 +320,8 @@ static const misuse_case_t cases[] = {
     {"free inside a foreign 4 MiB-aligned mapping", c_free_mmap_segment_aligned, "free", "invalid pointer", 0},
     {"free of a segment header", c_free_segment_header, "free", "invalid pointer", 0},
     {"free of address 0x1000", c_free_low_address, "free", "invalid pointer", 0},
+    {"free of the top of user space", c_free_top_of_user_space, "free", "invalid pointer", 0},
+    {"free of a non-canonical address", c_free_non_canonical, "free", "invalid pointer", 0},
     {"double free (small, immediate)", c_double_free_small, "free", "double free", 0},
     {"double free (small, other block freed between)", c_double_free_small_between, "free", "double free", 0},
     {"double free (small, whole page freed between)", c_double_free_small_many_between, "free", "double free|invalid pointer", 0},
