@@ -4,6 +4,7 @@
 # Checks each tool first and runs `apt-get update` + `apt-get install` only
 # when something is missing, so a prepared machine makes no network call.
 # Safe to run without a terminal (CI): noninteractive, no prompts.
+# SETUP_DEPS_DRY_RUN=1 prints the apt-get commands instead of running them.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -42,7 +43,9 @@ fi
 
 echo "setup-deps: installing ${missing[*]}"
 sudo=()
-if [[ $(id -u) -ne 0 ]]; then
+if [[ -n ${SETUP_DEPS_DRY_RUN:-} ]]; then
+  sudo=(echo "would run:")
+elif [[ $(id -u) -ne 0 ]]; then
   if command -v sudo >/dev/null 2>&1; then
     sudo=(sudo -n)
   else
