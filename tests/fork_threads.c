@@ -9,6 +9,9 @@
  *   signal   the same workers; the fork happens inside a signal handler (on
  *            a thread that does not allocate, and on the main thread via
  *            raise()).  The child allocates, frees and _exits.
+ *   signal-in-malloc  the signal is sent to the allocating workers, so the
+ *            fork happens inside a handler that interrupted malloc or free
+ *            (glibc's own malloc deadlocks here); the child only _exits.
  *   stdio    one thread loops fopen/fprintf/fflush(NULL)/fclose (stdio's
  *            list lock held while it mallocs) while another forks; the child
  *            also uses stdio and malloc.
@@ -321,6 +324,45 @@ static void scenario_signal(void) {
   stop_workers();
 }
 
+/* ---- scenario: fork in a signal handler that interrupted malloc/free ------
+ * The signal goes to the allocating workers themselves, so the fork can
+ * happen while the interrupted thread is anywhere inside malloc or free,
+ * holding whatever it holds.  fork's own handlers must not wait for it
+ * (glibc's malloc deadlocks here).  The child's heap may be mid-update, so
+ * it only _exits; the handler reaps it (waitpid is async-signal-safe). */
+
+static atomic_int inmalloc_forks;
+static atomic_int inmalloc_errors;
+
+static void inmalloc_handler(int sig) {
+  int saved = errno;
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  int st = 0;
+  if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    atomic_fetch_add(&inmalloc_errors, 1);
+  atomic_fetch_add(&inmalloc_forks, 1);
+  errno = saved;
+}
+
+static void scenario_signal_in_malloc(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = inmalloc_handler;
+  sigemptyset(&sa.sa_mask);
+  CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+  start_workers();
+  enum { SIGNALS = 300 };
+  for (int i = 0; i < SIGNALS; i++) {
+    int before = atomic_load(&inmalloc_forks);
+    pthread_kill(workers[i % NWORKERS], SIGUSR1);
+    while (atomic_load(&inmalloc_forks) == before) sched_yield();
+  }
+  stop_workers();
+  CHECK_EQ(atomic_load(&inmalloc_forks), SIGNALS);
+  CHECK_EQ(atomic_load(&inmalloc_errors), 0);
+}
+
 /* ---- scenario: stdio's list lock against fork ----------------------------- */
 
 static atomic_bool stdio_stop;
@@ -398,8 +440,9 @@ int main(int argc, char** argv) {
   if (!strcmp(which, "threads")) scenario_threads();
   else if (!strcmp(which, "signal")) scenario_signal();
   else if (!strcmp(which, "stdio")) scenario_stdio();
+  else if (!strcmp(which, "signal-in-malloc")) scenario_signal_in_malloc();
   else {
-    fprintf(stderr, "usage: %s threads|signal|stdio\n", argv[0]);
+    fprintf(stderr, "usage: %s threads|signal|signal-in-malloc|stdio\n", argv[0]);
     return 2;
   }
   alarm(0);
