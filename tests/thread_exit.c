@@ -193,7 +193,12 @@ static void wide_rounds(void) {
   pthread_attr_destroy(&attr);
 }
 
-int main(void) {
+int main(int argc, char** argv) {
+  /* --check-reclaim: also require tessera's in_use to come back to where it
+   * started once every block is freed (registered as its own ctest) */
+  int check_reclaim = argc > 1 && !strcmp(argv[1], "--check-reclaim");
+  tess_stats_t start;
+  tess_stats_get(&start);
   wide_rounds();
   size_t rss[ROUNDS], mapped[ROUNDS], committed[ROUNDS];
   static job_t jobs[THREADS_PER_ROUND];
@@ -242,8 +247,16 @@ int main(void) {
               "round %d tessera committed %zu > 2 x round 5 (%zu) + 32 MiB", r, committed[r],
               committed[5]);
   }
+  /* every block is freed: in_use is back near where it started */
+  tess_trim();
   tess_stats_t s;
   tess_stats_get(&s);
-  fprintf(stderr, "thread_exit: %ld threads, tessera heaps created %zu\n", threads_started, s.heaps);
+  fprintf(stderr, "thread_exit: %ld threads, tessera heaps created %zu; after every block was "
+          "freed and tess_trim(): in_use %zu, committed %zu, RSS %zu\n", threads_started, s.heaps,
+          s.in_use, s.committed, th_rss_bytes());
+  if (check_reclaim)
+    CHECK_MSG(s.in_use <= start.in_use + 8 * MiB,
+              "in_use %zu at start, %zu after every block was freed (memory of exited threads "
+              "not reclaimed)", start.in_use, s.in_use);
   return th_done();
 }
