@@ -100,10 +100,8 @@ void* tess_aligned_alloc(size_t alignment, size_t size) {
 
 int tess_posix_memalign(void** out, size_t alignment, size_t size) {
   if (!is_power_of_two(alignment) || alignment % sizeof(void*) != 0) return EINVAL;
-  int saved = errno;
   void* p = _tess_aligned_generic(alignment, size, false);
-  errno = saved;
-  if (p == NULL) return ENOMEM;
+  if (p == NULL) return ENOMEM; /* errno is ENOMEM too, as glibc leaves it */
   *out = p;
   return 0;
 }

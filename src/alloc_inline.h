@@ -34,15 +34,19 @@ static inline bool _tess_is_block_start(const tess_page_t* page, uintptr_t off) 
   return off < page->area && off * page->div_magic <= page->div_magic - 1;
 }
 
-/* A freed block's first word decodes to NULL or to a block of its page; a
+/* A freed block's first word decodes to NULL or to a block of its page (on
+ * a free list), or to TESS_LINK_IN_FLIGHT (in a message to its owner); a
  * block in use had that word cleared by malloc, so anything else proves it
- * is not on a free list.  Only a match needs the (slow) list walk. */
+ * is not free.  Only a match needs the (slow) check. */
+#define TESS_LINK_IN_FLIGHT ((uintptr_t)1)
+
 static inline bool _tess_maybe_double_free(const tess_page_t* page, const tess_block_t* b) {
   uintptr_t next = (uintptr_t)_tess_link_decode(page, b->next);
-  return next - (uintptr_t)page->start < page->area || next == 0;
+  return next - (uintptr_t)page->start < page->area || next <= TESS_LINK_IN_FLIGHT;
 }
 
 TESS_NOINLINE void _tess_free_local_checked(tess_page_t* page, tess_block_t* b, const char* call);
+TESS_NOINLINE void _tess_free_page(tess_page_t* page, void* p, const char* call);
 
 static inline void _tess_free_inline(void* p, const char* call) {
   uintptr_t a = (uintptr_t)p;
@@ -62,6 +66,8 @@ static inline void _tess_free_inline(void* p, const char* call) {
       _tess_free_local_checked(page, b, call);
       return;
     }
+    _tess_free_page(page, p, call); /* another thread's page, or a full one */
+    return;
   }
   _tess_free_generic(p, call);
 }

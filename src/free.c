@@ -13,6 +13,12 @@
  * the other threads' frees)?  Bounded by the number of carved blocks, so a
  * corrupted list cannot loop forever. */
 static bool block_is_free(tess_page_t* page, tess_block_t* b) {
+  /* A block another thread freed may still be in flight to us: receive. */
+  tess_heap_t* heap = _tess_heap_get();
+  if ((page->heap & ~TESS_HEAP_TAG_FULL) == (uintptr_t)heap &&
+      atomic_load_explicit(&heap->inbox, memory_order_relaxed) != NULL) {
+    _tess_heap_drain_inbox(heap);
+  }
   _tess_page_collect(page);
   tess_block_t* lists[2] = {page->free, page->local_free};
   for (int l = 0; l < 2; l++) {
@@ -48,28 +54,155 @@ void _tess_free_local_checked(tess_page_t* page, tess_block_t* b, const char* ca
   errno = saved;
 }
 
-/* Push a block onto another thread's page.  If the owner parked the page
- * as full, the first such push also puts the page on the owner's
- * remote_pages stack so the owner looks at it again. */
-static void free_remote(tess_page_t* page, tess_block_t* b) {
+/* Push a chain of `count` blocks (head..tail, linked) onto a page of
+ * another heap with one CAS.  If the owner parked the page as full, the
+ * first such push also puts the page on the owner's remote_pages stack so
+ * the owner looks at it again. */
+static void push_remote(tess_page_t* page, tess_block_t* head, tess_block_t* tail, uint32_t count) {
   uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   uintptr_t state;
   do {
     state = x & TESS_XFREE_STATE_MASK;
-    b->next = _tess_link_encode(page, (tess_block_t*)(x & ~TESS_XFREE_STATE_MASK));
+    tail->next = _tess_link_encode(page, (tess_block_t*)(x & ~TESS_XFREE_STATE_MASK));
   } while (!atomic_compare_exchange_weak_explicit(
-      &page->xthread_free, &x, (uintptr_t)b | (state == TESS_XFREE_FULL ? TESS_XFREE_NOTIFIED : state),
+      &page->xthread_free, &x, (uintptr_t)head | (state == TESS_XFREE_FULL ? TESS_XFREE_NOTIFIED : state),
       memory_order_release, memory_order_relaxed));
-  /* Our block keeps the page alive (used > 0), and NOTIFIED keeps it from
+  /* Our blocks keep the page alive (used > 0), and NOTIFIED keeps it from
    * being retired until the owner drains it, so page->heap is stable. */
   tess_heap_t* heap = (tess_heap_t*)(page->heap & ~TESS_HEAP_TAG_FULL);
-  if (tess_unlikely(heap->state == TESS_HEAP_ABANDONED)) _tess_heap_note_abandoned_free(heap);
+  if (tess_unlikely(heap->state == TESS_HEAP_ABANDONED)) {
+    int saved = errno; /* cleaning the heap may give memory to the OS */
+    for (uint32_t i = 0; i < count; i++) _tess_heap_note_abandoned_free(heap);
+    errno = saved;
+  }
   if (state != TESS_XFREE_FULL) return;
-  tess_page_t* head = atomic_load_explicit(&heap->remote_pages, memory_order_relaxed);
+  tess_page_t* top = atomic_load_explicit(&heap->remote_pages, memory_order_relaxed);
   do {
-    page->remote_next = head;
-  } while (!atomic_compare_exchange_weak_explicit(&heap->remote_pages, &head, page, memory_order_release,
+    page->remote_next = top;
+  } while (!atomic_compare_exchange_weak_explicit(&heap->remote_pages, &top, page, memory_order_release,
                                                   memory_order_relaxed));
+}
+
+/* ---- remote frees: messages between heaps ----------------------------------
+ * A thread freeing blocks of another heap's pages collects them in a chain
+ * per owner heap and sends a chain as one message: one CAS onto the owner's
+ * inbox carries up to TESS_REMOTE_BATCH frees.  The owner takes the whole
+ * inbox with one atomic exchange in its slow path and frees each block
+ * locally.  (page->xthread_free is still used by a thread that cannot get a
+ * heap of its own.)
+ *
+ * A block in flight is marked (its first word decodes to
+ * TESS_LINK_IN_FLIGHT) and linked through its second word (blocks are at
+ * least 16 bytes).  The mark makes a second free of it look suspicious
+ * everywhere: to the sender (which then looks in its chains), to the owner
+ * (which drains its inbox before looking in its lists), and to the owner
+ * when it drains (a block whose mark is gone was freed twice, or written
+ * after it was freed). */
+
+static inline tess_block_t** flight_link(tess_block_t* b) { return (tess_block_t**)((uintptr_t*)b + 1); }
+
+static void send_message(tess_heap_t* owner, tess_block_t* head, tess_block_t* tail, uint32_t count) {
+  tess_block_t* top = atomic_load_explicit(&owner->inbox, memory_order_relaxed);
+  do {
+    *flight_link(tail) = top;
+  } while (!atomic_compare_exchange_weak_explicit(&owner->inbox, &top, head, memory_order_release,
+                                                  memory_order_relaxed));
+  if (tess_unlikely(owner->state == TESS_HEAP_ABANDONED)) {
+    int saved = errno; /* cleaning the heap may give memory to the OS */
+    for (uint32_t i = 0; i < count; i++) _tess_heap_note_abandoned_free(owner);
+    errno = saved;
+  }
+}
+
+/* Send every chain this thread holds. */
+void _tess_heap_flush_remote(tess_heap_t* heap) {
+  uint32_t n = heap->remote_count;
+  heap->remote_count = 0;
+  heap->remote_blocks = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    tess_remote_chain_t* c = &heap->remote[i];
+    send_message(c->owner, c->head, c->tail, c->count);
+  }
+}
+
+/* Free locally a block of this heap that another thread freed. */
+static void free_from_message(tess_heap_t* heap, tess_block_t* b) {
+  tess_page_t* page = _tess_page_of(_tess_segment_of(b), b);
+  if (tess_unlikely((uintptr_t)_tess_link_decode(page, b->next) != TESS_LINK_IN_FLIGHT)) {
+    if (_tess_maybe_double_free(page, b) && block_is_free(page, b)) {
+      _tess_error("free", b, "double free (detected later; one free came from another thread)");
+    }
+  }
+  if (page->in_full) _tess_page_unfull(heap, page);
+  b->next = _tess_link_encode(page, page->local_free);
+  page->local_free = b;
+  if (--page->used == 0) _tess_page_retire(heap, page);
+}
+
+/* Take the inbox and free every block in it. */
+void _tess_heap_drain_inbox(tess_heap_t* heap) {
+  tess_block_t* b = atomic_exchange_explicit(&heap->inbox, NULL, memory_order_acquire);
+  while (b != NULL) {
+    tess_block_t* next = *flight_link(b);
+    free_from_message(heap, b);
+    b = next;
+  }
+}
+
+/* Is b in one of this thread's unsent chains? */
+static bool in_my_chains(tess_heap_t* heap, tess_block_t* b) {
+  for (uint32_t i = 0; i < heap->remote_count; i++) {
+    uint32_t steps = 0;
+    for (tess_block_t* x = heap->remote[i].head; x != NULL && steps <= TESS_REMOTE_BATCH; x = *flight_link(x), steps++) {
+      if (x == b) return true;
+    }
+  }
+  return false;
+}
+
+/* A free into another heap's page: added to this thread's chain for that
+ * heap (a thread that has no heap gets one).  Sent when a chain is needed
+ * for one heap more than TESS_REMOTE_CHAINS, when TESS_REMOTE_BATCH blocks
+ * wait, when the thread needs fresh memory, and at thread exit. */
+static void free_remote(tess_page_t* page, tess_block_t* b, const char* call) {
+  tess_heap_t* heap = _tess_heap_get();
+  if (tess_unlikely(heap == &_tess_heap_empty)) {
+    int saved = errno;
+    heap = _tess_heap_init_thread();
+    errno = saved;
+    if (heap == NULL) {
+      b->next = _tess_link_encode(page, NULL);
+      push_remote(page, b, b, 1);
+      return;
+    }
+  }
+  if (tess_unlikely(_tess_maybe_double_free(page, b)) && in_my_chains(heap, b)) _tess_error(call, b, "double free");
+  tess_heap_t* owner = (tess_heap_t*)(page->heap & ~TESS_HEAP_TAG_FULL);
+  uint32_t n = heap->remote_count;
+  tess_remote_chain_t* c = NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    if (heap->remote[i].owner == owner) {
+      c = &heap->remote[i];
+      break;
+    }
+  }
+  if (c == NULL) {
+    if (n == TESS_REMOTE_CHAINS) {
+      _tess_heap_flush_remote(heap);
+      n = 0;
+    }
+    c = &heap->remote[n];
+    heap->remote_count = n + 1;
+    c->owner = owner;
+    c->head = NULL;
+    c->tail = b;
+    c->count = 0;
+  }
+  b->next = _tess_link_encode(page, (tess_block_t*)TESS_LINK_IN_FLIGHT);
+  *flight_link(b) = c->head;
+  c->head = b;
+  c->count++;
+  if (++heap->remote_blocks >= TESS_REMOTE_BATCH) _tess_heap_flush_remote(heap);
 }
 
 static void free_large(tess_page_t* page, const void* p, const char* call) {
@@ -103,6 +236,18 @@ static tess_page_t* page_checked(const void* p, const char* call, tess_segment_t
   _tess_error(call, p, "invalid pointer (not allocated by tessera)");
 }
 
+/* The fast path found the page but not as this thread's: another thread's
+ * page, a full page of ours, a large block, or something invalid. */
+void _tess_free_page(tess_page_t* page, void* p, const char* call) {
+  if (tess_likely((page->kind == TESS_PAGE_SMALL || page->kind == TESS_PAGE_MEDIUM) &&
+                  _tess_is_block_start(page, (uintptr_t)p - (uintptr_t)page->start))) {
+    if ((page->heap & ~TESS_HEAP_TAG_FULL) != (uintptr_t)_tess_heap_get()) free_remote(page, (tess_block_t*)p, call);
+    else _tess_free_local_checked(page, (tess_block_t*)p, call);
+    return;
+  }
+  _tess_free_generic(p, call);
+}
+
 void _tess_free_generic(void* p, const char* call) {
   /* The common case first: a block of a small or medium page that the fast
    * path did not take because another thread owns the page. */
@@ -111,9 +256,7 @@ void _tess_free_generic(void* p, const char* call) {
     if (tess_likely((page->kind == TESS_PAGE_SMALL || page->kind == TESS_PAGE_MEDIUM) &&
                     _tess_is_block_start(page, (uintptr_t)p - (uintptr_t)page->start) &&
                     (page->heap & ~TESS_HEAP_TAG_FULL) != (uintptr_t)_tess_heap_get())) {
-      int saved = errno;
-      free_remote(page, (tess_block_t*)p);
-      errno = saved;
+      free_remote(page, (tess_block_t*)p, call);
       return;
     }
   }
@@ -131,7 +274,7 @@ void _tess_free_generic(void* p, const char* call) {
       if ((page->heap & ~TESS_HEAP_TAG_FULL) == (uintptr_t)_tess_heap_get()) {
         _tess_free_local_checked(page, (tess_block_t*)p, call);
       } else {
-        free_remote(page, (tess_block_t*)p);
+        free_remote(page, (tess_block_t*)p, call);
       }
       break;
     }

@@ -114,7 +114,7 @@ tess_heap_t* _tess_heap_init_thread(void) {
   _tess_heap_unpark_pages(heap); /* adopted: its pages serve again */
   /* May allocate (keys past the first 32): the heap is already in place. */
   _tess_prim_thread_set(heap);
-  if (atomic_load_explicit(&heap->remote_pages, memory_order_relaxed) != NULL) _tess_heap_drain_remote(heap);
+  _tess_heap_drain_remote(heap);
   return heap;
 }
 
@@ -125,14 +125,17 @@ void _tess_heap_thread_done(void* arg) {
   tess_heap_t* heap = (tess_heap_t*)arg;
   if (heap == NULL || heap == &_tess_heap_empty) return;
   int saved = errno;
+  _tess_heap_flush_remote(heap);
   if (_tess_heap_tls == heap) _tess_heap_tls = &_tess_heap_empty;
   _tess_heap_park_pages(heap);
   abandoned_push(heap, true);
   errno = saved;
 }
 
-/* Full pages that other threads freed into: back to their class queues. */
+/* Other threads' frees: the messages in the inbox, and the full pages they
+ * freed into directly: back to their class queues. */
 void _tess_heap_drain_remote(tess_heap_t* heap) {
+  if (atomic_load_explicit(&heap->inbox, memory_order_relaxed) != NULL) _tess_heap_drain_inbox(heap);
   tess_page_t* page = atomic_exchange_explicit(&heap->remote_pages, NULL, memory_order_acquire);
   while (page != NULL) {
     tess_page_t* next = page->remote_next;
@@ -187,6 +190,19 @@ void _tess_heap_note_abandoned_free(tess_heap_t* heap) {
   if (h == NULL) return; /* adopted or being cleaned by another thread */
   _tess_heap_park_pages(h);
   abandoned_push(h, false);
+}
+
+/* Clean every abandoned heap once (trim). */
+void _tess_heap_scavenge_all(void) {
+  _tess_lock(&heaps.lock);
+  size_t n = heaps.abandoned_count;
+  _tess_unlock(&heaps.lock);
+  for (size_t i = 0; i < n; i++) {
+    tess_heap_t* heap = abandoned_pop(true);
+    if (heap == NULL) break;
+    _tess_heap_park_pages(heap);
+    abandoned_push(heap, false); /* to the back: each is cleaned once */
+  }
 }
 
 void _tess_heap_fork_child(void) {

@@ -8,8 +8,8 @@
  *   seg (4 MiB aligned)    seg + offset
  *   | header (4 KiB) |...| block ................................ |
  *
- * Freed plain huge blocks (offset 4 KiB) are kept, resident, in a small
- * cache for the purge delay, and the next huge allocation takes the most
+ * While the background purger runs, freed plain huge blocks (offset 4 KiB)
+ * are kept, resident, in a small cache for the purge delay, and the next huge allocation takes the most
  * recent one, resized with mremap to exactly what it needs: a program that
  * allocates and frees big buffers in turn neither maps nor faults in fresh
  * memory every time.  The purger unmaps what has waited out the delay.
@@ -24,6 +24,7 @@
 #include "internal.h"
 
 #define TESS_HUGE_CACHE_SLOTS 8
+#define TESS_HUGE_PAGE_SIZE ((size_t)2 << 20)
 #define TESS_HUGE_CACHE_MAX ((size_t)64 << 20)
 
 static struct {
@@ -110,6 +111,10 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
   size_t back = offset >> TESS_SEGMENT_SHIFT; /* segments from header to block: 0 or 2^k */
   if (size > PTRDIFF_MAX - offset - TESS_OS_PAGE_SIZE) return NULL;
   size_t total = huge_total(offset, size);
+  if (_tess_options.hugepages) {
+    /* whole huge pages: a partial one at the end would fault 4 KiB at a time */
+    total = (total + TESS_HUGE_PAGE_SIZE - 1) & ~(TESS_HUGE_PAGE_SIZE - 1);
+  }
   if (offset == TESS_OS_PAGE_SIZE && !zero) {
     void* p = huge_from_cache(total); /* cached memory is not zero */
     if (p != NULL) return p;
@@ -118,9 +123,11 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
   uint8_t* base;
   size_t mapped;
   tess_segment_t* seg = _tess_os_map_aligned(total, align, &base, &mapped);
+  if (seg == NULL && _tess_release_all()) seg = _tess_os_map_aligned(total, align, &base, &mapped);
   if (seg == NULL) return NULL;
-  huge_setup(seg, total, offset);
+  /* Advise before the header is written, or its 2 MiB would be small pages. */
   if (_tess_options.hugepages) _tess_prim_hugepages(seg, total);
+  huge_setup(seg, total, offset);
   _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_HUGE);
   if (back > 0) {
     _tess_segmap_set((uintptr_t)seg->slices[0].start, (uint8_t)(TESS_SEGMAP_HUGE_BACK + __builtin_ctzl(back)));
@@ -159,7 +166,9 @@ void _tess_huge_free(tess_segment_t* seg) {
   page->kind = TESS_PAGE_FREE; /* a second free now finds no huge block */
   atomic_fetch_sub_explicit(&_tess_os.huge_count, 1, memory_order_relaxed);
   atomic_fetch_sub_explicit(&_tess_os.huge_bytes, seg->mapped, memory_order_relaxed);
-  if (offset == TESS_OS_PAGE_SIZE && seg->mapped <= TESS_HUGE_CACHE_MAX) {
+  /* Cached only when the purger runs: nothing else would unmap it from a
+   * program that stops calling the allocator. */
+  if (offset == TESS_OS_PAGE_SIZE && seg->mapped <= TESS_HUGE_CACHE_MAX && _tess_purger_running()) {
     tess_segment_t* evict = NULL;
     _tess_lock(&cache.lock);
     bool was_empty = cache.count == 0;

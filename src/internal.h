@@ -163,7 +163,10 @@ tess_heap_t* _tess_heap_init_thread(void);      /* give this thread a heap */
 void _tess_heap_thread_done(void* heap);        /* thread exit: abandon it */
 void _tess_heap_drain_remote(tess_heap_t* heap);
 void _tess_heap_scavenge_abandoned(void);       /* clean one abandoned heap */
+void _tess_heap_scavenge_all(void);             /* clean them all (trim) */
 void _tess_heap_note_abandoned_free(tess_heap_t* heap);
+void _tess_heap_flush_remote(tess_heap_t* heap); /* free.c */
+void _tess_heap_drain_inbox(tess_heap_t* heap);  /* free.c */
 void _tess_heap_fork_child(void);
 size_t _tess_heap_count(void);
 
@@ -195,6 +198,7 @@ void _tess_arena_maybe_purge(void);
 void _tess_arena_fork_child(void);
 
 bool _tess_arena_has_dirty(void);
+bool _tess_release_all(void);
 
 /* purger.c: the background purger thread */
 bool _tess_purger_running(void);

@@ -111,6 +111,7 @@ TESS_EXPORT struct mallinfo mallinfo(void) {
 }
 
 TESS_EXPORT void malloc_stats(void) {
+  int cancel = _tess_prim_cancel_off(); /* not a cancellation point */
   struct mallinfo2 mi = mallinfo2();
   char buf[512];
   int n = _tess_format(buf, sizeof buf,
@@ -120,6 +121,7 @@ TESS_EXPORT void malloc_stats(void) {
                        mi.arena, mi.uordblks, mi.arena + mi.hblkhd, mi.uordblks + mi.hblkhd, mi.hblks, mi.hblkhd);
   _tess_prim_write_stderr(buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
   _tess_stats_print_fd(2, false);
+  _tess_prim_cancel_restore(cancel);
 }
 
 TESS_EXPORT int malloc_info(int options, FILE* out) {
@@ -129,6 +131,7 @@ TESS_EXPORT int malloc_info(int options, FILE* out) {
   }
   tess_stats_t s;
   tess_stats_get(&s);
+  int cancel = _tess_prim_cancel_off();
   fprintf(out,
           "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n</sizes>\n"
           "<total type=\"fast\" count=\"0\" size=\"0\"/>\n"
@@ -142,6 +145,7 @@ TESS_EXPORT int malloc_info(int options, FILE* out) {
           "<aspace type=\"total\" size=\"%zu\"/>\n<aspace type=\"mprotect\" size=\"%zu\"/>\n</malloc>\n",
           s.mapped - s.huge_bytes - (s.in_use - s.huge_bytes), s.committed, s.resident_max, s.mapped, s.mapped,
           s.mapped - s.in_use, s.huge_count, s.huge_bytes, s.committed, s.resident_max, s.mapped, s.mapped);
+  _tess_prim_cancel_restore(cancel);
   return 0;
 }
 

@@ -267,11 +267,16 @@ void* _tess_page_malloc_slow(tess_heap_t* heap, size_t size) {
     tess_assert(_tess_arena_is_valid());
   }
 #endif
-  if (atomic_load_explicit(&heap->remote_pages, memory_order_relaxed) != NULL) _tess_heap_drain_remote(heap);
+  if (atomic_load_explicit(&heap->remote_pages, memory_order_relaxed) != NULL ||
+      atomic_load_explicit(&heap->inbox, memory_order_relaxed) != NULL) {
+    _tess_heap_drain_remote(heap);
+  }
   tess_page_t* page = queue_find_free(heap, bin);
   if (page == NULL) {
-    /* About to take memory from the arena: first let time-based purging
-     * run, and reclaim what exited threads left behind. */
+    /* About to take memory from the arena: first hand back the frees this
+     * thread buffered for others, let time-based purging run, and reclaim
+     * what exited threads left behind. */
+    if (heap->remote_count != 0) _tess_heap_flush_remote(heap);
     _tess_arena_maybe_purge();
     _tess_heap_scavenge_abandoned();
     page = page_fresh(heap, bin);

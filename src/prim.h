@@ -71,6 +71,17 @@ void _tess_prim_sleep_ms(uint64_t ms);
 void _tess_prim_futex_wait(_Atomic(uint32_t)* addr, uint32_t expect);
 void _tess_prim_futex_wake(_Atomic(uint32_t)* addr);
 
+/* True while the process has never had a second thread.  A library thread
+ * would change what such a process may do (fork from a signal handler,
+ * unshare a user namespace), so tessera starts none in it. */
+bool _tess_prim_single_threaded(void);
+
+/* Disable thread cancellation (returning the old state) / restore it: for
+ * the statistics functions, which write but must not be cancellation
+ * points (glibc guarantees it for malloc_stats). */
+int _tess_prim_cancel_off(void);
+void _tess_prim_cancel_restore(int old);
+
 /* Yield the CPU (lock back-off). */
 void _tess_prim_yield(void);
 

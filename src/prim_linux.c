@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <linux/futex.h>
 #include <sys/random.h>
+#include <sys/single_threaded.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -155,6 +156,16 @@ void _tess_prim_futex_wait(_Atomic(uint32_t)* addr, uint32_t expect) {
 void _tess_prim_futex_wake(_Atomic(uint32_t)* addr) {
   syscall(SYS_futex, (uint32_t*)addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
+
+bool _tess_prim_single_threaded(void) { return __libc_single_threaded != 0; }
+
+int _tess_prim_cancel_off(void) {
+  int old = PTHREAD_CANCEL_ENABLE;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+  return old;
+}
+
+void _tess_prim_cancel_restore(int old) { pthread_setcancelstate(old, NULL); }
 
 void _tess_prim_yield(void) { sched_yield(); }
 

@@ -8,8 +8,14 @@
  * while nothing is dirty, and otherwise wakes every half purge delay to
  * purge what has waited out the delay.  It holds no lock while sleeping and
  * makes its system calls outside the arena lock like every other purge.
- * TESSERA_BACKGROUND=0 turns it off; if it cannot be started, purging
- * stays inline as before.  A forked child starts its own when needed.
+ *
+ * It is only started in a process that already has threads of its own: a
+ * single-threaded program may fork from a signal handler or unshare a user
+ * namespace, which one hidden thread would break (glibc's fork takes its
+ * atfork lock once there are threads).  Such a program purges inline, with
+ * a tighter cap on unpurged memory (see dirty_max_slices in segment.c).
+ * TESSERA_BACKGROUND=0 turns the thread off everywhere; if it cannot be
+ * started, purging stays inline.  A forked child starts its own if needed.
  */
 #include "internal.h"
 
@@ -47,6 +53,7 @@ void _tess_purger_notify(void) {
     return;
   }
   if (state != PURGER_NONE || !_tess_options.background) return;
+  if (_tess_prim_single_threaded()) return; /* not now: maybe once it has threads */
   if (!atomic_compare_exchange_strong(&purger_state, &state, PURGER_STARTING)) return;
   /* pthread_create allocates: that is fine here, no lock is held. */
   int err = _tess_prim_thread_spawn(purger_main, "tessera-purge");

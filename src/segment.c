@@ -128,6 +128,7 @@ static tess_segment_t* segment_create(void) {
   uint8_t* base;
   size_t mapped;
   tess_segment_t* seg = _tess_os_map_aligned(TESS_SEGMENT_SIZE, TESS_SEGMENT_SIZE, &base, &mapped);
+  if (seg == NULL && _tess_release_all()) seg = _tess_os_map_aligned(TESS_SEGMENT_SIZE, TESS_SEGMENT_SIZE, &base, &mapped);
   if (seg == NULL) return NULL;
   /* Fresh memory is zero: only the non-zero fields need setting. */
   seg->kind = TESS_SEGMENT_NORMAL;
@@ -151,11 +152,12 @@ static void segment_unmap(tess_segment_t* seg) {
 /* A segment just became wholly free.  Keep one such segment for the next
  * burst (it is purged like any free memory); take any other out of the
  * arena and return true: the caller unmaps it after unlocking. */
-static bool segment_is_surplus(tess_segment_t* seg) {
-  if (arena.cached == NULL || arena.cached == seg) {
+static bool segment_is_surplus(tess_segment_t* seg, bool force) {
+  if (!force && (arena.cached == NULL || arena.cached == seg)) {
     arena.cached = seg;
     return false;
   }
+  if (arena.cached == seg) arena.cached = NULL;
   bin_remove(&seg->slices[1]);
   purge_list_remove(seg);
   arena.dirty_slices -= seg->dirty_slices;
@@ -167,11 +169,14 @@ static bool segment_is_surplus(tess_segment_t* seg) {
 /* ---- purging ---------------------------------------------------------------- */
 
 static size_t dirty_max_slices(void) {
-  /* Keep at most TESSERA_DIRTY_MAX MiB, plus 1/16 of what is in use, of free
-   * memory unpurged: enough to absorb churn, little enough that RSS follows
-   * the live data down when the program frees and idles. */
+  /* Keep at most TESSERA_DIRTY_MAX MiB, plus a share of what is in use, of
+   * free memory unpurged: enough to absorb churn, little enough that RSS
+   * follows the live data down when the program frees.  With the purger
+   * thread, time takes care of an idle program, so the share is 1/16;
+   * without it, what is unpurged at the last call stays for good, so 1/64. */
   size_t in_use = atomic_load_explicit(&_tess_os.pages_in_use_bytes, memory_order_relaxed);
-  size_t max = ((size_t)_tess_options.dirty_max_mib << 20) + in_use / 16;
+  size_t share = _tess_purger_running() ? in_use / 16 : in_use / 64;
+  size_t max = ((size_t)_tess_options.dirty_max_mib << 20) + share;
   return max >> TESS_SLICE_SHIFT;
 }
 
@@ -210,7 +215,7 @@ void _tess_arena_purge(bool force) {
           /* Due once it has waited out the delay; everything is due when
            * forced or while the dirty total is over its cap. */
           if (count == TESS_SPAN_MAX && (force || excess > 0 || age >= delay) && nunmap < TESS_PURGE_BATCH &&
-              segment_is_surplus(seg)) {
+              segment_is_surplus(seg, force)) {
             /* wholly free, and one such segment is kept already: unmap */
             excess = excess > count ? excess - count : 0;
             to_unmap[nunmap++] = seg;
@@ -268,7 +273,7 @@ void _tess_arena_purge(bool force) {
       seg->used_slices -= ranges[i].count;
       if (seg->generation != arena.generation) continue; /* forked mid-purge */
       span_insert_free(seg, ranges[i].idx, ranges[i].count, (uint32_t)now);
-      if (seg->used_slices == 0 && segment_is_surplus(seg)) to_unmap[unmaps++] = seg;
+      if (seg->used_slices == 0 && segment_is_surplus(seg, force)) to_unmap[unmaps++] = seg;
     }
     _tess_unlock(&arena.lock);
     for (size_t i = 0; i < unmaps; i++) segment_unmap(to_unmap[i]);
@@ -285,6 +290,25 @@ void _tess_arena_maybe_purge(void) {
   /* With the background purger, time-based purging is its job. */
   if (!over && (_tess_purger_running() || _tess_prim_clock_ms() == arena.last_purge_check)) return;
   _tess_arena_purge(false);
+}
+
+/* The OS refused memory: give back every cached and free range we hold
+ * (huge cache, wholly free segments), so a retry can succeed.  True if
+ * anything was unmapped. */
+bool _tess_release_all(void) {
+  size_t before = atomic_load_explicit(&_tess_os.munmap_calls, memory_order_relaxed);
+  _tess_huge_cache_purge(true);
+  _tess_arena_purge(true); /* unmaps the wholly free segments it meets */
+  _tess_lock(&arena.lock);
+  tess_segment_t* seg = arena.cached;
+  if (seg != NULL && seg->used_slices == 0 && seg->slices[1].kind == TESS_PAGE_FREE) {
+    segment_is_surplus(seg, true); /* out of the bins and lists */
+  } else {
+    seg = NULL;
+  }
+  _tess_unlock(&arena.lock);
+  if (seg != NULL) segment_unmap(seg);
+  return atomic_load_explicit(&_tess_os.munmap_calls, memory_order_relaxed) != before;
 }
 
 bool _tess_arena_has_dirty(void) { return arena.purge_first != NULL; /* racy read: a hint */ }
@@ -360,14 +384,19 @@ void _tess_arena_span_free(tess_page_t* page) {
   span_insert_free(seg, idx, count, (uint32_t)now);
   bool first_dirty = arena.purge_first == NULL;
   purge_list_add(seg, now);
-  /* A wholly free segment stays, like any free memory, until the purge
-   * delay passes (a program that frees everything and starts again reuses
-   * it); the purge then unmaps it rather than madvising it. */
+  /* With the purger, a wholly free segment stays, like any free memory,
+   * until the purge delay passes (a program that frees everything and
+   * starts again reuses it), and the purge then unmaps it.  Without it,
+   * nothing would unmap it once the program stops calling us: one is kept,
+   * the others go now. */
+  tess_segment_t* unmap = NULL;
+  if (seg->used_slices == 0 && !_tess_purger_running() && segment_is_surplus(seg, false)) unmap = seg;
   bool over = arena.dirty_slices > dirty_max_slices();
   bool due = !over && !_tess_purger_running() && now != arena.last_purge_check;
   _tess_unlock(&arena.lock);
+  if (unmap != NULL) segment_unmap(unmap);
   if (over || due) _tess_arena_purge(false);
-  if (first_dirty) _tess_purger_notify();
+  if (first_dirty || (!_tess_purger_running() && !_tess_prim_single_threaded())) _tess_purger_notify();
 }
 
 /* ---- large blocks ------------------------------------------------------------- */

@@ -81,8 +81,11 @@ void tess_stats_print(FILE* out, int json) {
 int tess_trim(void) {
   size_t before = atomic_load(&_tess_os.purged) + atomic_load(&_tess_os.munmap_calls);
   tess_heap_t* heap = _tess_heap_get();
-  if (heap != &_tess_heap_empty) _tess_heap_release_pages(heap, true);
-  for (size_t i = 0; i < 4; i++) _tess_heap_scavenge_abandoned();
+  if (heap != &_tess_heap_empty) {
+    _tess_heap_flush_remote(heap);
+    _tess_heap_release_pages(heap, true);
+  }
+  _tess_heap_scavenge_all();
   _tess_arena_purge(true);
   _tess_huge_cache_purge(true);
   return atomic_load(&_tess_os.purged) + atomic_load(&_tess_os.munmap_calls) != before;

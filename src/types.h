@@ -101,6 +101,8 @@
 #define TESS_LARGE_MAX (2 * 1024 * 1024)    /* one block per span */
 #define TESS_DIRECT_MAX 1024                /* sizes served from heap->direct */
 #define TESS_DIRECT_COUNT (TESS_DIRECT_MAX / TESS_ALIGN + 1)
+#define TESS_REMOTE_BATCH 64                /* remote frees buffered per thread */
+#define TESS_REMOTE_CHAINS 4                /*   for at most this many heaps   */
 
 #define TESS_BIN_SMALL_LAST 56              /* bin of 8 KiB */
 #define TESS_BIN_MEDIUM_LAST 88             /* bin of 128 KiB */
@@ -226,6 +228,17 @@ typedef enum tess_heap_state_e {
   TESS_HEAP_ABANDONED,         /* its thread exited; on the arena's pool      */
 } tess_heap_state_t;
 
+/* Blocks this thread freed into pages of one other heap, not yet sent.
+ * A block in flight has TESS_LINK_IN_FLIGHT (encoded) in its first word and
+ * the next block in its second; sending splices the chain onto the front of
+ * the owner's inbox, one list through the second words. */
+typedef struct tess_remote_chain_s {
+  struct tess_heap_s* owner;
+  tess_block_t* head;
+  tess_block_t* tail;
+  uint32_t count;
+} tess_remote_chain_t;
+
 typedef struct tess_heap_s {
   tess_page_t* direct[TESS_DIRECT_COUNT]; /* size/16 -> first page of its bin */
   tess_page_queue_t queues[TESS_BIN_COUNT]; /* pages that may have free blocks */
@@ -237,6 +250,12 @@ typedef struct tess_heap_s {
   struct tess_heap_s* next;    /* on the abandoned pool, or the all-heaps list */
   struct tess_heap_s* next_all;
   _Atomic(uint32_t) abandoned_frees; /* frees into it while abandoned      */
+  _Atomic(tess_block_t*) inbox; /* messages of blocks other threads freed
+                                  into this heap's pages (see free.c)        */
+  uint32_t remote_count;       /* chains in use in remote                     */
+  uint32_t remote_blocks;      /* blocks in them                              */
+  tess_remote_chain_t remote[TESS_REMOTE_CHAINS]; /* this thread's frees into
+                                  other heaps' pages, a chain per owner heap */
   size_t pages_small;          /* pages owned, for statistics                 */
   size_t pages_medium;
 } tess_heap_t;
