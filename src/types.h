@@ -151,7 +151,7 @@ typedef struct tess_page_s {
   uintptr_t key;               /* XOR key of this page's free-list links     */
   uint8_t* start;              /* address of block 0                         */
   uint64_t div_magic;          /* 2^64/block_size rounded up: x is a multiple
-                                  of block_size iff x*div_magic <= div_magic-1
+                                  of block_size iff x*div_magic < div_magic
                                   (mod 2^64), for x < 2^32                    */
   uint32_t area;               /* capacity * block_size: bytes of the blocks
                                   carved so far (all a free may name)        */
