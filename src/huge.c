@@ -1,14 +1,15 @@
 /* huge.c - huge blocks: each in a mapping of its own (a huge segment),
  * given back with munmap, and resized with mremap.
  *
- * A huge segment: a header in its first OS page, then the block at offset
- * max(4 KiB, alignment).  When that offset is 4 MiB or more, the segment-map
- * byte of the block's own 4 MiB says how far back the header is.
+ * A huge segment: a header (the segment fields and one page descriptor),
+ * then the block at offset max(256, alignment).  When that offset is 4 MiB
+ * or more, the segment-map byte of the block's own 4 MiB says how far back
+ * the header is.
  *
- *   seg (4 MiB aligned)    seg + offset
- *   | header (4 KiB) |...| block ................................ |
+ *   seg (4 MiB aligned)  seg + 256 (or + alignment)
+ *   | header | block .......................................... |
  *
- * While the background purger runs, freed plain huge blocks (offset 4 KiB)
+ * While the background purger runs, freed plain huge blocks (offset 256)
  * are kept, resident, in a small cache for the purge delay, and the next huge allocation takes the most
  * recent one, resized with mremap to exactly what it needs: a program that
  * allocates and frees big buffers in turn neither maps nor faults in fresh
@@ -22,6 +23,14 @@
  * buffer touched sparsely; TESSERA_HUGEPAGES=0 turns it off.
  */
 #include "internal.h"
+
+/* Where a plain huge block starts: right after the header, in the same OS
+ * page, so the page holding the block's start also holds what free needs
+ * (a program that remaps the pages around its buffer keeps it, as with
+ * glibc, whose header sits just before the block). */
+#define TESS_HUGE_OFFSET ((size_t)256)
+_Static_assert(offsetof(tess_segment_t, slices) + sizeof(tess_page_t) <= TESS_HUGE_OFFSET,
+               "a huge block's header fits before it");
 
 #define TESS_HUGE_CACHE_SLOTS 8
 #define TESS_HUGE_PAGE_SIZE ((size_t)2 << 20)
@@ -51,7 +60,7 @@ static void huge_setup(tess_segment_t* seg, size_t total, size_t offset) {
   page->used = 1;
 }
 
-/* Resize the mapping of seg (block at offset 4 KiB) to `total` bytes: in
+/* Resize the mapping of seg (a plain huge block) to `total` bytes: in
  * place when the address space allows, else moved without copying to a
  * fresh aligned range.  Returns the (possibly moved) segment or NULL, in
  * which case seg is untouched.  Caller fixes the segment map. */
@@ -100,14 +109,14 @@ static void* huge_from_cache(size_t total) {
   }
   if (total > old) _tess_os_committed_add(total - old);
   else _tess_os_committed_sub(old - total);
-  huge_setup(dest, total, TESS_OS_PAGE_SIZE);
+  huge_setup(dest, total, TESS_HUGE_OFFSET);
   atomic_fetch_add_explicit(&_tess_os.huge_count, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&_tess_os.huge_bytes, total, memory_order_relaxed);
   return dest->slices[0].start;
 }
 
 void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
-  size_t offset = alignment > TESS_OS_PAGE_SIZE ? alignment : TESS_OS_PAGE_SIZE;
+  size_t offset = alignment > TESS_HUGE_OFFSET ? alignment : TESS_HUGE_OFFSET;
   size_t back = offset >> TESS_SEGMENT_SHIFT; /* segments from header to block: 0 or 2^k */
   if (size > PTRDIFF_MAX - offset - TESS_OS_PAGE_SIZE) return NULL;
   size_t total = huge_total(offset, size);
@@ -115,7 +124,7 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
     /* whole huge pages: a partial one at the end would fault 4 KiB at a time */
     total = (total + TESS_HUGE_PAGE_SIZE - 1) & ~(TESS_HUGE_PAGE_SIZE - 1);
   }
-  if (offset == TESS_OS_PAGE_SIZE && !zero) {
+  if (offset == TESS_HUGE_OFFSET && !zero) {
     void* p = huge_from_cache(total); /* cached memory is not zero */
     if (p != NULL) return p;
   }
@@ -168,7 +177,7 @@ void _tess_huge_free(tess_segment_t* seg) {
   atomic_fetch_sub_explicit(&_tess_os.huge_bytes, seg->mapped, memory_order_relaxed);
   /* Cached only when the purger runs: nothing else would unmap it from a
    * program that stops calling the allocator. */
-  if (offset == TESS_OS_PAGE_SIZE && seg->mapped <= TESS_HUGE_CACHE_MAX && _tess_purger_running()) {
+  if (offset == TESS_HUGE_OFFSET && seg->mapped <= TESS_HUGE_CACHE_MAX && _tess_purger_running()) {
     tess_segment_t* evict = NULL;
     _tess_lock(&cache.lock);
     bool was_empty = cache.count == 0;
@@ -220,12 +229,12 @@ void _tess_huge_cache_purge(bool force) {
 
 bool _tess_huge_cache_nonempty(void) { return cache.count != 0; }
 
-/* Resize a huge block (offset 4 KiB, the plain malloc kind) with mremap.
+/* Resize a huge block (offset 256, the plain malloc kind) with mremap.
  * NULL if that fails (the block is intact). */
 void* _tess_huge_realloc(tess_segment_t* seg, size_t size) {
   tess_page_t* page = &seg->slices[0];
   size_t offset = (size_t)(page->start - (uint8_t*)seg);
-  if (offset != TESS_OS_PAGE_SIZE || size > PTRDIFF_MAX - 2 * TESS_OS_PAGE_SIZE) return NULL;
+  if (offset != TESS_HUGE_OFFSET || size > PTRDIFF_MAX - 2 * TESS_OS_PAGE_SIZE) return NULL;
   size_t total = huge_total(offset, size);
   size_t old = seg->mapped;
   tess_segment_t* dest = huge_remap(seg, total);
