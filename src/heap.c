@@ -37,6 +37,7 @@ static struct {
   uint8_t* meta_next;           /* bump allocation of heap structs  */
   uint8_t* meta_end;
   size_t count;                 /* heaps created                    */
+  _Atomic(tess_heap_t*) all;    /* every heap, newest first          */
 } heaps;
 
 static void heap_setup(tess_heap_t* heap) {
@@ -54,6 +55,11 @@ static tess_heap_t* heap_new(void) {
       _tess_unlock(&heaps.lock);
       heap_setup(heap);
       heap->rng = _tess_prim_random() | 1;
+      tess_heap_t* top = atomic_load_explicit(&heaps.all, memory_order_relaxed);
+      do {
+        heap->next_all = top;
+      } while (!atomic_compare_exchange_weak_explicit(&heaps.all, &top, heap, memory_order_release,
+                                                      memory_order_relaxed));
       return heap;
     }
     _tess_unlock(&heaps.lock);
@@ -203,6 +209,33 @@ void _tess_heap_scavenge_all(void) {
     _tess_heap_park_pages(heap);
     abandoned_push(heap, false); /* to the back: each is cleaned once */
   }
+}
+
+/* Bytes in small and medium blocks in use, for mallinfo: exact for this
+ * thread's heap and for abandoned heaps (each claimed while it is counted),
+ * the bytes of their pages for heaps other live threads are using (their
+ * pages cannot be walked from here). */
+size_t _tess_heaps_bytes_in_use(void) {
+  size_t bytes = 0;
+  tess_heap_t* mine = _tess_heap_get();
+  if (mine != &_tess_heap_empty) bytes += _tess_heap_bytes_in_use(mine);
+  _tess_lock(&heaps.lock);
+  size_t n = heaps.abandoned_count;
+  _tess_unlock(&heaps.lock);
+  size_t counted_abandoned = 0;
+  for (size_t i = 0; i < n; i++) {
+    tess_heap_t* heap = abandoned_pop(true);
+    if (heap == NULL) break;
+    bytes += _tess_heap_bytes_in_use(heap);
+    counted_abandoned += atomic_load_explicit(&heap->page_bytes, memory_order_relaxed);
+    abandoned_push(heap, false);
+  }
+  /* the rest: live heaps of other threads, by their page bytes */
+  size_t others = 0;
+  for (tess_heap_t* h = atomic_load_explicit(&heaps.all, memory_order_acquire); h != NULL; h = h->next_all) {
+    if (h != mine) others += atomic_load_explicit(&h->page_bytes, memory_order_relaxed);
+  }
+  return bytes + (others > counted_abandoned ? others - counted_abandoned : 0);
 }
 
 void _tess_heap_fork_child(void) {

@@ -81,11 +81,11 @@ TESS_EXPORT struct mallinfo2 mallinfo2(void) {
   tess_stats_get(&s);
   struct mallinfo2 mi;
   memset(&mi, 0, sizeof mi);
-  size_t in_pages = s.in_use - s.huge_bytes;
+  size_t in_pages = _tess_heaps_bytes_in_use() + s.large_bytes;
   mi.arena = s.mapped - s.huge_bytes;       /* bytes in segments           */
   mi.hblks = s.huge_count;                  /* blocks with their own mmap  */
   mi.hblkhd = s.huge_bytes;
-  mi.uordblks = in_pages;                   /* segment bytes in use        */
+  mi.uordblks = in_pages;                   /* bytes in blocks in use      */
   mi.fordblks = mi.arena > in_pages ? mi.arena - in_pages : 0;
   mi.ordblks = mi.fordblks != 0;
   mi.usmblks = s.resident_max;

@@ -143,8 +143,7 @@ static uintptr_t xfree_state(tess_page_t* page) {
 static void page_free(tess_heap_t* heap, tess_page_t* page) {
   tess_assert(page->used == 0 && xfree_state(page) == TESS_XFREE_NORMAL);
   _tess_page_queue_remove(heap, page);
-  if (page->kind == TESS_PAGE_SMALL) heap->pages_small--;
-  else heap->pages_medium--;
+  atomic_fetch_sub_explicit(&heap->page_bytes, (size_t)page->slice_count << TESS_SLICE_SHIFT, memory_order_relaxed);
   atomic_fetch_sub_explicit(&_tess_os.pages_in_use_bytes, (size_t)page->slice_count << TESS_SLICE_SHIFT,
                             memory_order_relaxed);
   page->heap = 0;
@@ -248,8 +247,7 @@ static tess_page_t* page_fresh(tess_heap_t* heap, size_t bin) {
   tess_page_t* page = _tess_arena_span_alloc(slices, small ? TESS_PAGE_SMALL : TESS_PAGE_MEDIUM, &is_zero);
   if (page == NULL) return NULL;
   page_init(heap, page, bin, is_zero);
-  if (small) heap->pages_small++;
-  else heap->pages_medium++;
+  atomic_fetch_add_explicit(&heap->page_bytes, slices << TESS_SLICE_SHIFT, memory_order_relaxed);
   atomic_fetch_add_explicit(&_tess_os.pages_in_use_bytes, slices << TESS_SLICE_SHIFT, memory_order_relaxed);
   page_extend(page);
   queue_push_front(heap, &heap->queues[bin], page);
@@ -342,4 +340,15 @@ void _tess_heap_unpark_pages(tess_heap_t* heap) {
     _tess_page_collect(page);
     _tess_page_unfull(heap, page);
   }
+}
+
+/* Bytes in blocks handed out from the heap's pages (blocks freed by other
+ * threads and not yet received count as in use).  Owner only. */
+size_t _tess_heap_bytes_in_use(tess_heap_t* heap) {
+  size_t bytes = 0;
+  for (size_t bin = 1; bin <= TESS_BIN_MEDIUM_LAST; bin++) {
+    for (tess_page_t* p = heap->queues[bin].first; p != NULL; p = p->next) bytes += (size_t)p->used * p->block_size;
+  }
+  for (tess_page_t* p = heap->full.first; p != NULL; p = p->next) bytes += (size_t)p->used * p->block_size;
+  return bytes;
 }

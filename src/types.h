@@ -247,8 +247,8 @@ typedef struct tess_heap_s {
   uint64_t rng;                /* xorshift state for page keys                */
   uint32_t state;              /* tess_heap_state_t                           */
   uint32_t id;                 /* creation order, for statistics              */
-  struct tess_heap_s* next;    /* on the abandoned pool, or the all-heaps list */
-  struct tess_heap_s* next_all;
+  struct tess_heap_s* next;    /* on the abandoned pool                       */
+  struct tess_heap_s* next_all; /* every heap ever made (heaps are never freed) */
   _Atomic(uint32_t) abandoned_frees; /* frees into it while abandoned      */
   _Atomic(tess_block_t*) inbox; /* messages of blocks other threads freed
                                   into this heap's pages (see free.c)        */
@@ -256,8 +256,8 @@ typedef struct tess_heap_s {
   uint32_t remote_blocks;      /* blocks in them                              */
   tess_remote_chain_t remote[TESS_REMOTE_CHAINS]; /* this thread's frees into
                                   other heaps' pages, a chain per owner heap */
-  size_t pages_small;          /* pages owned, for statistics                 */
-  size_t pages_medium;
+  _Atomic(size_t) page_bytes;  /* bytes of the pages it owns (statistics;
+                                  written by the owner, read by anyone)      */
 } tess_heap_t;
 
 #endif /* TESS_TYPES_H */
