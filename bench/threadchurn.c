@@ -12,22 +12,26 @@
  *
  * Options: --threads N, --generations G, --blocks B (kept, in total).
  */
+#include <stdatomic.h>
 #include "bench.h"
 
 typedef struct { void** blk; long n; } lane_t;
 
 static lane_t* lanes;
 static long blocks, gen;
+static _Atomic long n_ops;                     /* mallocs + frees, all threads */
 
 static void* worker(void* arg) {
   long id = (long)arg;
   lane_t* l = &lanes[id];
   bench_rng_t rng;
   bench_seed(&rng, (uint64_t)(gen * 1000 + id));
+  long ops = 64 * 32 * 2;
   for (long i = 0; i < l->n; i++)             /* half the inherited blocks go */
-    if (l->blk[i] && (bench_rand(&rng) & 1)) { bench_scheck(l->blk[i]); free(l->blk[i]); l->blk[i] = NULL; }
+    if (l->blk[i] && (bench_rand(&rng) & 1)) { bench_scheck(l->blk[i]); free(l->blk[i]); l->blk[i] = NULL; ops++; }
   for (long i = 0; i < l->n; i++) {           /* and are replaced */
     if (l->blk[i]) continue;
+    ops++;
     size_t n = bench_logsize(&rng, 16, 4096);
     l->blk[i] = bench_xmalloc(n);
     bench_sstamp(l->blk[i], n);
@@ -37,6 +41,7 @@ static void* worker(void* arg) {
     for (int j = 0; j < 32; j++) { tmp[j] = bench_xmalloc(bench_logsize(&rng, 16, 1024)); ((char*)tmp[j])[0] = 1; }
     for (int j = 0; j < 32; j++) free(tmp[j]);
   }
+  atomic_fetch_add(&n_ops, ops);
   return NULL;
 }
 
@@ -60,7 +65,7 @@ int main(int argc, char** argv) {
   }
   free(lanes);
   char extra[64];
-  snprintf(extra, sizeof extra, "threads=%ld generations=%ld", threads, gens);
-  bench_report("threadchurn", t, (double)(gens * threads), extra);
+  snprintf(extra, sizeof extra, "threads=%ld generations=%ld threads_per_s=%.0f", threads, gens, (double)(gens * threads) / t);
+  bench_report("threadchurn", t, (double)atomic_load(&n_ops), extra);
   return 0;
 }
