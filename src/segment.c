@@ -390,12 +390,21 @@ void _tess_arena_span_free(tess_page_t* page) {
    * nothing would unmap it once the program stops calling us: one is kept,
    * the others go now. */
   tess_segment_t* unmap = NULL;
-  if (seg->used_slices == 0 && !_tess_purger_running() && segment_is_surplus(seg, false)) unmap = seg;
+  bool purge_kept = false;
+  if (seg->used_slices == 0 && !_tess_purger_running()) {
+    if (segment_is_surplus(seg, false)) {
+      unmap = seg;
+    } else {
+      /* the one kept: purged now, as no one may purge it later */
+      seg->slices[1].freed_at = (uint32_t)now - (uint32_t)_tess_options.purge_delay_ms - 1;
+      purge_kept = true;
+    }
+  }
   bool over = arena.dirty_slices > dirty_max_slices();
   bool due = !over && !_tess_purger_running() && now != arena.last_purge_check;
   _tess_unlock(&arena.lock);
   if (unmap != NULL) segment_unmap(unmap);
-  if (over || due) _tess_arena_purge(false);
+  if (over || due || purge_kept) _tess_arena_purge(false);
   if (first_dirty || (!_tess_purger_running() && !_tess_prim_single_threaded())) _tess_purger_notify();
 }
 
