@@ -21,11 +21,14 @@ typedef struct {
   long lane, rounds_left, ops;
   void** blk; size_t* size; size_t slots;
   bench_rng_t rng;
-  pthread_t next; int has_next;
 } lane_t;
 
 static size_t min_size, max_size;
 static atomic_long total_ops;
+static pthread_attr_t detached;
+static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
+static long lanes_done;                    /* under done_lock */
 
 static uint64_t tag_of(const lane_t* l, size_t i) { return ((uint64_t)l->lane << 32) | i; }
 
@@ -41,8 +44,15 @@ static void* worker(void* arg) {
     bench_stamp(l->blk[i], n, tag_of(l, i));
   }
   atomic_fetch_add(&total_ops, l->ops);
-  l->has_next = --l->rounds_left > 0;
-  if (l->has_next && pthread_create(&l->next, NULL, worker, l) != 0) bench_fail("pthread_create");
+  pthread_t next;
+  if (--l->rounds_left > 0) {                /* hand the table on (creation orders the accesses) */
+    if (pthread_create(&next, &detached, worker, l) != 0) bench_fail("pthread_create");
+  } else {                                   /* the lane's last thread: tell main */
+    pthread_mutex_lock(&done_lock);
+    lanes_done++;
+    pthread_cond_signal(&done_cond);
+    pthread_mutex_unlock(&done_lock);
+  }
   return NULL;
 }
 
@@ -67,25 +77,23 @@ int main(int argc, char** argv) {
       bench_stamp(l->blk[i], l->size[i], tag_of(l, i));
     }
   }
+  pthread_attr_init(&detached);
+  pthread_attr_setdetachstate(&detached, PTHREAD_CREATE_DETACHED);
   double t0 = bench_now();
-  pthread_t* first = bench_xmalloc(sizeof(pthread_t) * (size_t)threads);
-  for (long t = 0; t < threads; t++)
-    if (pthread_create(&first[t], NULL, worker, &lanes[t]) != 0) bench_fail("pthread_create");
-  for (long t = 0; t < threads; t++) {         /* follow each lane's chain of threads */
-    pthread_t cur = first[t];
-    for (;;) {
-      pthread_join(cur, NULL);
-      if (!lanes[t].has_next) break;
-      cur = lanes[t].next;
-    }
+  for (long t = 0; t < threads; t++) {
+    pthread_t first;
+    if (pthread_create(&first, &detached, worker, &lanes[t]) != 0) bench_fail("pthread_create");
   }
+  pthread_mutex_lock(&done_lock);
+  while (lanes_done < threads) pthread_cond_wait(&done_cond, &done_lock);
+  pthread_mutex_unlock(&done_lock);
   double t = bench_now() - t0;
   for (long k = 0; k < threads; k++) {
     lane_t* l = &lanes[k];
     for (size_t i = 0; i < slots; i++) { bench_check(l->blk[i], l->size[i], tag_of(l, i)); free(l->blk[i]); }
     free(l->blk); free(l->size);
   }
-  free(lanes); free(first);
+  free(lanes);
   char extra[64];
   snprintf(extra, sizeof extra, "threads=%ld", threads);
   bench_report("larson", t, (double)atomic_load(&total_ops), extra);
