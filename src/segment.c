@@ -193,7 +193,9 @@ void _tess_arena_purge(bool force) {
     _tess_lock(&arena.lock);
     arena.last_purge_check = now;
     size_t cap = dirty_max_slices();
-    size_t excess = arena.dirty_slices > cap ? arena.dirty_slices - cap : 0;
+    /* Over the cap, purge down to half of it: fewer, larger purges of spans
+     * that have had time to merge, instead of one small one per free. */
+    size_t excess = arena.dirty_slices > cap ? arena.dirty_slices - cap / 2 : 0;
     uint32_t delay = (uint32_t)_tess_options.purge_delay_ms;
     tess_segment_t* next_seg;
     for (tess_segment_t* seg = arena.purge_first; seg != NULL && n < TESS_PURGE_BATCH; seg = next_seg) {
