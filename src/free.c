@@ -59,6 +59,10 @@ void _tess_free_local_checked(tess_page_t* page, tess_block_t* b, const char* ca
  * first such push also puts the page on the owner's remote_pages stack so
  * the owner looks at it again. */
 static void push_remote(tess_page_t* page, tess_block_t* head, tess_block_t* tail, uint32_t count) {
+  /* Read the owner before publishing: until the CAS our blocks keep the
+   * page alive (used > 0); after it the owner may collect them, empty the
+   * page and give it back. */
+  tess_heap_t* heap = (tess_heap_t*)(page->heap & ~TESS_HEAP_TAG_FULL);
   uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   uintptr_t state;
   do {
@@ -67,9 +71,9 @@ static void push_remote(tess_page_t* page, tess_block_t* head, tess_block_t* tai
   } while (!atomic_compare_exchange_weak_explicit(
       &page->xthread_free, &x, (uintptr_t)head | (state == TESS_XFREE_FULL ? TESS_XFREE_NOTIFIED : state),
       memory_order_release, memory_order_relaxed));
-  /* Our blocks keep the page alive (used > 0), and NOTIFIED keeps it from
-   * being retired until the owner drains it, so page->heap is stable. */
-  tess_heap_t* heap = (tess_heap_t*)(page->heap & ~TESS_HEAP_TAG_FULL);
+  /* heap outlives everything (heaps are never freed); when we set
+   * NOTIFIED, the page cannot be retired until the owner drains it, so
+   * pushing it on remote_pages is safe too. */
   if (tess_unlikely(heap->state == TESS_HEAP_ABANDONED)) {
     int saved = errno; /* cleaning the heap may give memory to the OS */
     for (uint32_t i = 0; i < count; i++) _tess_heap_note_abandoned_free(heap);
