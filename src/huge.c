@@ -175,9 +175,10 @@ void _tess_huge_free(tess_segment_t* seg) {
   page->kind = TESS_PAGE_FREE; /* a second free now finds no huge block */
   atomic_fetch_sub_explicit(&_tess_os.huge_count, 1, memory_order_relaxed);
   atomic_fetch_sub_explicit(&_tess_os.huge_bytes, seg->mapped, memory_order_relaxed);
-  /* Cached only when the purger runs: nothing else would unmap it from a
-   * program that stops calling the allocator. */
-  if (offset == TESS_HUGE_OFFSET && seg->mapped <= TESS_HUGE_CACHE_MAX && _tess_purger_running()) {
+  /* Cached only when the purger runs (nothing else would unmap it from a
+   * program that stops calling the allocator) and address space is not
+   * limited (the program's own mappings may need it). */
+  if (offset == TESS_HUGE_OFFSET && seg->mapped <= TESS_HUGE_CACHE_MAX && !_tess_arena_frugal()) {
     tess_segment_t* evict = NULL;
     _tess_lock(&cache.lock);
     bool was_empty = cache.count == 0;

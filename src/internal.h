@@ -201,6 +201,7 @@ void _tess_arena_fork_child(void);
 
 bool _tess_arena_has_dirty(void);
 bool _tess_release_all(void);
+bool _tess_arena_frugal(void); /* keep little free memory mapped (no purger, or RLIMIT_AS) */
 
 /* purger.c: the background purger thread */
 bool _tess_purger_running(void);
@@ -220,6 +221,8 @@ typedef struct tess_os_counters_s {
   _Atomic(size_t) large_bytes;
   _Atomic(size_t) segments;
   _Atomic(size_t) pages_in_use_bytes;
+  _Atomic(size_t) in_use_recent;   /* high-water mark of pages_in_use_bytes,
+                                      halved every second (segment.c)      */
 } tess_os_counters_t;
 extern tess_os_counters_t _tess_os;
 
@@ -228,6 +231,7 @@ void _tess_os_unmap(void* base, size_t size);
 void _tess_os_purge(void* p, size_t size);
 void _tess_os_committed_add(size_t n);
 void _tess_os_committed_sub(size_t n);
+void _tess_os_in_use_add(size_t n);
 
 /* init.c */
 extern _Atomic(int) _tess_init_state; /* 0 none, 1 running, 2 done */

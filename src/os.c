@@ -67,3 +67,12 @@ void _tess_os_committed_add(size_t n) {
 void _tess_os_committed_sub(size_t n) {
   atomic_fetch_sub_explicit(&_tess_os.committed, n, memory_order_relaxed);
 }
+
+/* Page bytes now in use grew: raise the recent high-water mark. */
+void _tess_os_in_use_add(size_t n) {
+  size_t now = atomic_fetch_add_explicit(&_tess_os.pages_in_use_bytes, n, memory_order_relaxed) + n;
+  size_t recent = atomic_load_explicit(&_tess_os.in_use_recent, memory_order_relaxed);
+  while (now > recent && !atomic_compare_exchange_weak_explicit(&_tess_os.in_use_recent, &recent, now,
+                                                                memory_order_relaxed, memory_order_relaxed)) {
+  }
+}

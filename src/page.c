@@ -248,7 +248,7 @@ static tess_page_t* page_fresh(tess_heap_t* heap, size_t bin) {
   if (page == NULL) return NULL;
   page_init(heap, page, bin, is_zero);
   atomic_fetch_add_explicit(&heap->page_bytes, slices << TESS_SLICE_SHIFT, memory_order_relaxed);
-  atomic_fetch_add_explicit(&_tess_os.pages_in_use_bytes, slices << TESS_SLICE_SHIFT, memory_order_relaxed);
+  _tess_os_in_use_add(slices << TESS_SLICE_SHIFT);
   page_extend(page);
   queue_push_front(heap, &heap->queues[bin], page);
   return page;

@@ -82,6 +82,11 @@ bool _tess_prim_single_threaded(void);
 int _tess_prim_cancel_off(void);
 void _tess_prim_cancel_restore(int old);
 
+/* True if the process runs under a finite address-space limit (RLIMIT_AS),
+ * where address space tessera keeps free is address space the program's
+ * own mappings cannot have. */
+bool _tess_prim_address_space_limited(void);
+
 /* Yield the CPU (lock back-off). */
 void _tess_prim_yield(void);
 

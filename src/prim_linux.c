@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <linux/futex.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/single_threaded.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -166,6 +167,11 @@ int _tess_prim_cancel_off(void) {
 }
 
 void _tess_prim_cancel_restore(int old) { pthread_setcancelstate(old, NULL); }
+
+bool _tess_prim_address_space_limited(void) {
+  struct rlimit r;
+  return getrlimit(RLIMIT_AS, &r) == 0 && r.rlim_cur != RLIM_INFINITY;
+}
 
 void _tess_prim_yield(void) { sched_yield(); }
 

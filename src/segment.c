@@ -35,6 +35,7 @@ static struct {
   size_t dirty_slices;                       /* free, not purged, all     */
   tess_segment_t* cached;                    /* one wholly free segment   */
   uint64_t last_purge_check;
+  uint64_t last_decay;                       /* of _tess_os.in_use_recent */
 } arena;
 
 /* ---- spans ---------------------------------------------------------------- */
@@ -122,6 +123,22 @@ static tess_page_t* span_insert_free(tess_segment_t* seg, size_t idx, size_t cou
   return span;
 }
 
+/* Slices [idx, idx+count), free until now, go into use: they are no longer
+ * free-and-dirty.  Returns how many were dirty (already resident).  Under
+ * the lock. */
+static size_t slices_take(tess_segment_t* seg, size_t idx, size_t count) {
+  size_t dirty = 0;
+  for (size_t i = idx; i < idx + count; i++) {
+    if (seg->slices[i].dirty) dirty++;
+    seg->slices[i].dirty = 0;
+  }
+  seg->dirty_slices -= (uint32_t)dirty;
+  arena.dirty_slices -= dirty;
+  if (seg->dirty_slices == 0) purge_list_remove(seg);
+  seg->used_slices += (uint32_t)count;
+  return dirty;
+}
+
 /* ---- segments ------------------------------------------------------------- */
 
 static tess_segment_t* segment_create(void) {
@@ -168,14 +185,32 @@ static bool segment_is_surplus(tess_segment_t* seg, bool force) {
 
 /* ---- purging ---------------------------------------------------------------- */
 
+/* Keep free memory mapped generously only when nothing else may need the
+ * address space: not under RLIMIT_AS (checked at most every 100 ms). */
+bool _tess_arena_frugal(void) {
+  static _Atomic(uint64_t) checked_at;
+  static _Atomic(bool) limited;
+  uint64_t now = _tess_prim_clock_ms();
+  if (now - atomic_load_explicit(&checked_at, memory_order_relaxed) >= 100) {
+    atomic_store_explicit(&checked_at, now, memory_order_relaxed);
+    atomic_store_explicit(&limited, _tess_prim_address_space_limited(), memory_order_relaxed);
+  }
+  return !_tess_purger_running() || atomic_load_explicit(&limited, memory_order_relaxed);
+}
+
 static size_t dirty_max_slices(void) {
   /* Keep at most TESSERA_DIRTY_MAX MiB, plus a share of what is in use, of
    * free memory unpurged: enough to absorb churn, little enough that RSS
    * follows the live data down when the program frees.  With the purger
-   * thread, time takes care of an idle program, so the share is 1/16;
-   * without it, what is unpurged at the last call stays for good, so 1/64. */
+   * thread, time takes care of an idle program, and memory freed and soon
+   * reused adds nothing to the peak, so the share is what was in use
+   * recently (a program that frees a generation of data and builds the
+   * next must not fault it all in again); without it, what is unpurged at
+   * the last call stays for good, so 1/64 of what is in use now; under an
+   * address-space limit, 1/16. */
   size_t in_use = atomic_load_explicit(&_tess_os.pages_in_use_bytes, memory_order_relaxed);
-  size_t share = _tess_purger_running() ? in_use / 16 : in_use / 64;
+  size_t recent = atomic_load_explicit(&_tess_os.in_use_recent, memory_order_relaxed);
+  size_t share = !_tess_arena_frugal() ? (recent > in_use ? recent : in_use) : _tess_purger_running() ? in_use / 16 : in_use / 64;
   size_t max = ((size_t)_tess_options.dirty_max_mib << 20) + share;
   return max >> TESS_SLICE_SHIFT;
 }
@@ -192,6 +227,12 @@ void _tess_arena_purge(bool force) {
     uint64_t now = _tess_prim_clock_ms();
     _tess_lock(&arena.lock);
     arena.last_purge_check = now;
+    if (now - arena.last_decay >= 1000) { /* the recent high-water mark fades */
+      arena.last_decay = now;
+      atomic_store_explicit(&_tess_os.in_use_recent,
+                            atomic_load_explicit(&_tess_os.in_use_recent, memory_order_relaxed) / 2,
+                            memory_order_relaxed);
+    }
     size_t cap = dirty_max_slices();
     /* Over the cap, purge down to half of it: fewer, larger purges of spans
      * that have had time to merge, instead of one small one per free. */
@@ -346,15 +387,7 @@ tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* 
       size_t idx = head + (n - slices);
       tess_page_t* page = span_set(seg, idx, slices, kind);
       if (n > slices) span_insert_free(seg, head, n - slices, freed_at);
-      size_t dirty = 0;
-      for (size_t i = idx; i < idx + slices; i++) {
-        if (seg->slices[i].dirty) dirty++;
-        seg->slices[i].dirty = 0;
-      }
-      seg->dirty_slices -= (uint32_t)dirty;
-      arena.dirty_slices -= dirty;
-      if (seg->dirty_slices == 0) purge_list_remove(seg);
-      seg->used_slices += (uint32_t)slices;
+      size_t dirty = slices_take(seg, idx, slices);
       if (arena.cached == seg) arena.cached = NULL;
       _tess_unlock(&arena.lock);
       /* Clean slices become resident as the page is used. */
@@ -393,7 +426,7 @@ void _tess_arena_span_free(tess_page_t* page) {
    * the others go now. */
   tess_segment_t* unmap = NULL;
   bool purge_kept = false;
-  if (seg->used_slices == 0 && !_tess_purger_running()) {
+  if (seg->used_slices == 0 && _tess_arena_frugal()) {
     if (segment_is_surplus(seg, false)) {
       unmap = seg;
     } else {
@@ -433,7 +466,7 @@ void* _tess_arena_large_alloc(size_t size) {
   page->heap = 0;
   page->is_zero = is_zero;
   atomic_fetch_add_explicit(&_tess_os.large_bytes, bsize, memory_order_relaxed);
-  atomic_fetch_add_explicit(&_tess_os.pages_in_use_bytes, slices << TESS_SLICE_SHIFT, memory_order_relaxed);
+  _tess_os_in_use_add(slices << TESS_SLICE_SHIFT);
   return page->start;
 }
 
@@ -461,15 +494,7 @@ bool _tess_arena_large_resize(tess_page_t* page, size_t size) {
     }
     size_t right_count = right->slice_count;
     bin_remove(right);
-    size_t dirty = 0;
-    for (size_t i = end; i < idx + want; i++) {
-      if (seg->slices[i].dirty) dirty++;
-      seg->slices[i].dirty = 0;
-    }
-    seg->dirty_slices -= (uint32_t)dirty;
-    arena.dirty_slices -= dirty;
-    if (seg->dirty_slices == 0) purge_list_remove(seg);
-    seg->used_slices += (uint32_t)(want - have);
+    size_t dirty = slices_take(seg, end, want - have);
     span_set(seg, idx, want, TESS_PAGE_LARGE);
     if (have + right_count > want) span_insert_free(seg, idx + want, have + right_count - want, right->freed_at);
     _tess_unlock(&arena.lock);
