@@ -401,17 +401,21 @@ tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* 
   }
 }
 
+/* Take the arena lock to work on seg.  False, and not locked, for a
+ * segment of the parent's arena in a forked child: it is left alone. */
+static bool arena_lock_segment(tess_segment_t* seg) {
+  _tess_lock(&arena.lock);
+  if (tess_likely(seg->generation == arena.generation)) return true;
+  _tess_unlock(&arena.lock);
+  return false;
+}
+
 /* Return the span of `page` (any kind but huge) to the arena. */
 void _tess_arena_span_free(tess_page_t* page) {
   tess_segment_t* seg = _tess_segment_of(page);
   size_t idx = span_index(seg, page), count = page->slice_count;
   uint64_t now = _tess_prim_clock_ms();
-  _tess_lock(&arena.lock);
-  if (tess_unlikely(seg->generation != arena.generation)) {
-    /* A segment of the parent's arena in a forked child: leave it be. */
-    _tess_unlock(&arena.lock);
-    return;
-  }
+  if (!arena_lock_segment(seg)) return;
   for (size_t i = idx; i < idx + count; i++) seg->slices[i].dirty = 1;
   seg->dirty_slices += (uint32_t)count;
   arena.dirty_slices += count;
@@ -480,11 +484,7 @@ bool _tess_arena_large_resize(tess_page_t* page, size_t size) {
   tess_segment_t* seg = _tess_segment_of(page);
   size_t idx = span_index(seg, page), have = page->slice_count;
   uint64_t now = _tess_prim_clock_ms();
-  _tess_lock(&arena.lock);
-  if (tess_unlikely(seg->generation != arena.generation)) {
-    _tess_unlock(&arena.lock);
-    return false;
-  }
+  if (!arena_lock_segment(seg)) return false;
   if (want > have) {
     size_t end = idx + have;
     tess_page_t* right = end < TESS_SLICES_PER_SEGMENT ? &seg->slices[end] : NULL;

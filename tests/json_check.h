@@ -106,54 +106,48 @@ static const char* json_check_object(const char* s) {
   return NULL;
 }
 
-/* Find "key": <number> at any depth (keys are unique in our objects). */
-__attribute__((unused)) static int json_get_number(const char* s, const char* key, double* out) {
+/* The value of "key" (at any depth; keys are unique in our objects): a
+ * pointer to its first character, or NULL. */
+__attribute__((unused)) static const char* json_value_of_(const char* s, const char* key) {
   char pat[128];
   size_t klen = strlen(key);
-  if (klen + 3 > sizeof pat) return 0;
+  if (klen + 3 > sizeof pat) return NULL;
   pat[0] = '"';
   memcpy(pat + 1, key, klen);
   pat[klen + 1] = '"';
   pat[klen + 2] = 0;
   for (const char* p = strstr(s, pat); p; p = strstr(p + 1, pat)) {
     const char* v = json_ws_(p + klen + 2);
-    if (*v != ':') continue;
-    v = json_ws_(v + 1);
-    char* end;
-    double d = strtod(v, &end);
-    if (end == v) return 0;
-    *out = d;
-    return 1;
+    if (*v == ':') return json_ws_(v + 1);
   }
-  return 0;
+  return NULL;
+}
+
+/* Find "key": <number>. */
+__attribute__((unused)) static int json_get_number(const char* s, const char* key, double* out) {
+  const char* v = json_value_of_(s, key);
+  if (v == NULL) return 0;
+  char* end;
+  double d = strtod(v, &end);
+  if (end == v) return 0;
+  *out = d;
+  return 1;
 }
 
 /* Copy the string value of "key" (no escapes decoded) into buf. */
 __attribute__((unused)) static int json_get_string(const char* s, const char* key, char* buf, size_t cap) {
-  char pat[128];
-  size_t klen = strlen(key);
-  if (klen + 3 > sizeof pat) return 0;
-  pat[0] = '"';
-  memcpy(pat + 1, key, klen);
-  pat[klen + 1] = '"';
-  pat[klen + 2] = 0;
-  for (const char* p = strstr(s, pat); p; p = strstr(p + 1, pat)) {
-    const char* v = json_ws_(p + klen + 2);
-    if (*v != ':') continue;
-    v = json_ws_(v + 1);
-    if (*v != '"') return 0;
-    v++;
-    size_t n = 0;
-    while (v[n] && v[n] != '"') {
-      if (v[n] == '\\' && v[n + 1]) n++;
-      n++;
-    }
-    if (n >= cap) n = cap - 1;
-    memcpy(buf, v, n);
-    buf[n] = 0;
-    return 1;
+  const char* v = json_value_of_(s, key);
+  if (v == NULL || *v != '"') return 0;
+  v++;
+  size_t n = 0;
+  while (v[n] && v[n] != '"') {
+    if (v[n] == '\\' && v[n + 1]) n++;
+    n++;
   }
-  return 0;
+  if (n >= cap) n = cap - 1;
+  memcpy(buf, v, n);
+  buf[n] = 0;
+  return 1;
 }
 
 #endif /* TESS_TEST_JSON_CHECK_H */
