@@ -158,30 +158,24 @@ static void test_malloc_zero(void) {
   for (int i = 0; i < N; i++) A->free(p[i]);
 }
 
+/* malloc(n) is 16-byte aligned and every usable byte of it is writable. */
+static void check_malloc_aligned_usable(size_t n) {
+  char what[64];
+  void* p = A->malloc(n);
+  CHECK_MSG(p != NULL, "malloc(%zu)", n);
+  if (!p) return;
+  CHECK_MSG(aligned_to(p, 16), "malloc(%zu) = %p", n, p);
+  snprintf(what, sizeof what, "malloc(%zu)", n);
+  write_all_usable(p, n, what);
+  A->free(p);
+}
+
 static void test_alignment_and_usable(void) {
   static const size_t big[] = {1100, 2000, 4095, 4096, 4097, 8191, 8192, 8193, 12345, 65536,
                                100000, 131071, 131072, 131073, 262144, 1 * MiB, 2 * MiB - 1,
                                2 * MiB, 2 * MiB + 1, 3 * MiB, 4 * MiB, 4 * MiB + 1, 9 * MiB};
-  char what[64];
-  for (size_t n = 0; n <= 1100; n++) {
-    void* p = A->malloc(n);
-    CHECK_MSG(p != NULL, "malloc(%zu)", n);
-    if (!p) continue;
-    CHECK_MSG(aligned_to(p, 16), "malloc(%zu) = %p", n, p);
-    snprintf(what, sizeof what, "malloc(%zu)", n);
-    write_all_usable(p, n, what);
-    A->free(p);
-  }
-  for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
-    size_t n = big[i];
-    void* p = A->malloc(n);
-    CHECK_MSG(p != NULL, "malloc(%zu)", n);
-    if (!p) continue;
-    CHECK_MSG(aligned_to(p, 16), "malloc(%zu) = %p", n, p);
-    snprintf(what, sizeof what, "malloc(%zu)", n);
-    write_all_usable(p, n, what);
-    A->free(p);
-  }
+  for (size_t n = 0; n <= 1100; n++) check_malloc_aligned_usable(n);
+  for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) check_malloc_aligned_usable(big[i]);
   CHECK_EQ(A->usable_size(NULL), 0);
   errno = EILSEQ;
   A->free(NULL);
