@@ -9,12 +9,14 @@
  *   seg (4 MiB aligned)  seg + 256 (or + alignment)
  *   | header | block .......................................... |
  *
- * While the background purger runs, freed plain huge blocks (offset 256)
- * are kept, resident, in a small cache for the purge delay, and the next huge allocation takes the most
- * recent one, resized with mremap to exactly what it needs: a program that
+ * Freed plain huge blocks (offset 256) are kept, resident, in a small cache
+ * for the purge delay, and the next huge allocation takes the most recent
+ * one, resized with mremap to exactly what it needs: a program that
  * allocates and frees big buffers in turn neither maps nor faults in fresh
- * memory every time.  The purger unmaps what has waited out the delay.
- * The cache has its own leaf lock; no system call is made while it is held.
+ * memory every time.  The purger, or without it the next allocator calls,
+ * unmap what has waited out the delay; see huge_cache_cap for how much is
+ * kept.  The cache has its own leaf lock; no system call is made while it
+ * is held.
  *
  * With TESSERA_HUGEPAGES (on by default), a huge mapping asks the kernel
  * for transparent huge pages (MADV_HUGEPAGE; honoured when the system's THP
@@ -124,6 +126,7 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
     /* whole huge pages: a partial one at the end would fault 4 KiB at a time */
     total = (total + TESS_HUGE_PAGE_SIZE - 1) & ~(TESS_HUGE_PAGE_SIZE - 1);
   }
+  if (!_tess_purger_running()) _tess_huge_cache_purge(false); /* expire inline */
   if (offset == TESS_HUGE_OFFSET && !zero) {
     void* p = huge_from_cache(total); /* cached memory is not zero */
     if (p != NULL) return p;
@@ -169,42 +172,63 @@ static void huge_unmap(tess_segment_t* seg) {
   _tess_os_unmap(seg->map_base, seg->mapped);
 }
 
+/* How many bytes of freed huge blocks the cache may hold.  With the purger,
+ * TESS_HUGE_CACHE_MAX: the purger unmaps them once the delay has passed.
+ * Without it, cached blocks are unmapped only by later allocator calls, so
+ * a program that frees a big buffer and then idles keeps what is cached for
+ * good: the cap is then 14 MiB plus 1/16 of the bytes in use, which with
+ * the arena's own unpurged cap (2 MiB plus 1/64) keeps an idle program
+ * within 16 MiB plus a tenth of its live data. */
+static size_t huge_cache_cap(void) {
+  if (_tess_address_space_limited()) return 0; /* the program's own mmaps may need it */
+  if (_tess_purger_running()) return TESS_HUGE_CACHE_MAX;
+  size_t live = atomic_load_explicit(&_tess_os.pages_in_use_bytes, memory_order_relaxed) +
+                atomic_load_explicit(&_tess_os.huge_bytes, memory_order_relaxed) +
+                atomic_load_explicit(&_tess_os.large_bytes, memory_order_relaxed);
+  size_t cap = ((size_t)14 << 20) + live / 16;
+  return cap < TESS_HUGE_CACHE_MAX ? cap : TESS_HUGE_CACHE_MAX;
+}
+
 void _tess_huge_free(tess_segment_t* seg) {
   tess_page_t* page = &seg->slices[0];
   size_t offset = (size_t)(page->start - (uint8_t*)seg);
   page->kind = TESS_PAGE_FREE; /* a second free now finds no huge block */
   atomic_fetch_sub_explicit(&_tess_os.huge_count, 1, memory_order_relaxed);
   atomic_fetch_sub_explicit(&_tess_os.huge_bytes, seg->mapped, memory_order_relaxed);
-  /* Cached only when the purger runs (nothing else would unmap it from a
-   * program that stops calling the allocator) and address space is not
-   * limited (the program's own mappings may need it). */
-  if (offset == TESS_HUGE_OFFSET && seg->mapped <= TESS_HUGE_CACHE_MAX && !_tess_arena_frugal()) {
-    tess_segment_t* evict = NULL;
+  size_t cap = offset == TESS_HUGE_OFFSET ? huge_cache_cap() : 0;
+  if (cap >= TESS_HUGE_PAGE_SIZE && seg->mapped > cap) {
+    /* A block bigger than the cap keeps its head (shrunk in place): the
+     * next big buffer then faults in only the rest. */
+    size_t keep = cap & ~(TESS_HUGE_PAGE_SIZE - 1);
+    if (_tess_prim_remap(seg, seg->mapped, keep, NULL, false) == 0) {
+      atomic_fetch_sub_explicit(&_tess_os.mapped, seg->mapped - keep, memory_order_relaxed);
+      _tess_os_committed_sub(seg->mapped - keep);
+      huge_setup(seg, keep, TESS_HUGE_OFFSET);
+    } else {
+      cap = 0;
+    }
+  }
+  if (cap >= TESS_HUGE_PAGE_SIZE) {
+    tess_segment_t* evict[TESS_HUGE_CACHE_SLOTS];
+    size_t nevict = 0;
     _tess_lock(&cache.lock);
     bool was_empty = cache.count == 0;
-    if (cache.count == TESS_HUGE_CACHE_SLOTS || cache.bytes + seg->mapped > TESS_HUGE_CACHE_MAX) {
-      if (cache.count > 0) { /* make room: the oldest goes */
-        evict = cache.seg[0];
-        cache.bytes -= evict->mapped;
-        cache.count--;
-        memmove(&cache.seg[0], &cache.seg[1], cache.count * sizeof cache.seg[0]);
-        memmove(&cache.freed_at[0], &cache.freed_at[1], cache.count * sizeof cache.freed_at[0]);
-      }
+    /* make room: the oldest go */
+    while (cache.count > 0 && (cache.count == TESS_HUGE_CACHE_SLOTS || cache.bytes + seg->mapped > cap)) {
+      evict[nevict++] = cache.seg[0];
+      cache.bytes -= cache.seg[0]->mapped;
+      cache.count--;
+      memmove(&cache.seg[0], &cache.seg[1], cache.count * sizeof cache.seg[0]);
+      memmove(&cache.freed_at[0], &cache.freed_at[1], cache.count * sizeof cache.freed_at[0]);
     }
-    bool cached = false;
-    if (cache.count < TESS_HUGE_CACHE_SLOTS && cache.bytes + seg->mapped <= TESS_HUGE_CACHE_MAX) {
-      cache.seg[cache.count] = seg;
-      cache.freed_at[cache.count] = _tess_prim_clock_ms();
-      cache.count++;
-      cache.bytes += seg->mapped;
-      cached = true;
-    }
+    cache.seg[cache.count] = seg;
+    cache.freed_at[cache.count] = _tess_prim_clock_ms();
+    cache.count++;
+    cache.bytes += seg->mapped;
     _tess_unlock(&cache.lock);
-    if (evict != NULL) huge_unmap(evict);
-    if (cached) {
-      if (was_empty) _tess_purger_notify();
-      return;
-    }
+    for (size_t i = 0; i < nevict; i++) huge_unmap(evict[i]);
+    if (was_empty) _tess_purger_notify();
+    return;
   }
   huge_unmap(seg);
 }

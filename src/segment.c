@@ -185,9 +185,9 @@ static bool segment_is_surplus(tess_segment_t* seg, bool force) {
 
 /* ---- purging ---------------------------------------------------------------- */
 
-/* Keep free memory mapped generously only when nothing else may need the
- * address space: not under RLIMIT_AS (checked at most every 100 ms). */
-bool _tess_arena_frugal(void) {
+/* The address space is limited (RLIMIT_AS): free memory we keep mapped may
+ * be what the program's own next mmap needs.  Checked at most every 100 ms. */
+bool _tess_address_space_limited(void) {
   static _Atomic(uint64_t) checked_at;
   static _Atomic(bool) limited;
   uint64_t now = _tess_prim_clock_ms();
@@ -195,8 +195,12 @@ bool _tess_arena_frugal(void) {
     atomic_store_explicit(&checked_at, now, memory_order_relaxed);
     atomic_store_explicit(&limited, _tess_prim_address_space_limited(), memory_order_relaxed);
   }
-  return !_tess_purger_running() || atomic_load_explicit(&limited, memory_order_relaxed);
+  return atomic_load_explicit(&limited, memory_order_relaxed);
 }
+
+/* Keep free memory mapped generously only when time will give it back (the
+ * purger runs) and nothing else may need the address space. */
+bool _tess_arena_frugal(void) { return !_tess_purger_running() || _tess_address_space_limited(); }
 
 static size_t dirty_max_slices(void) {
   /* Keep at most TESSERA_DIRTY_MAX MiB, plus a share of what is in use, of

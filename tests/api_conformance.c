@@ -844,6 +844,51 @@ static void test_trim_returns_memory(void) {
   }
 }
 
+/* Freed huge blocks may be kept for reuse, but in a program without the
+ * background purger (this one has no threads) what is kept must stay within
+ * 16 MiB plus a tenth of the live data, since nothing would give it back
+ * to a program that stops calling the allocator.  Memory reused that way
+ * is not zero, yet calloc must still return zeros. */
+static void test_huge_reuse_bounded(void) {
+  enum { N = 4 };
+  void* big[N];
+  size_t size = 40 * MiB;
+  tess_stats_t s0 = {0}, s1 = {0};
+  if (stats_get) stats_get(&s0);
+  for (int i = 0; i < N; i++) {
+    big[i] = A->malloc(size);
+    CHECK_MSG(big[i] != NULL, "malloc(40 MiB) failed");
+    if (big[i]) memset(big[i], 0xab, size);
+  }
+  for (int i = 0; i < N; i++) A->free(big[i]);
+  if (stats_get && expect_tessera) {
+    stats_get(&s1);
+    size_t live = s1.in_use + s1.huge_bytes + s1.large_bytes;
+    size_t kept = s1.committed > s0.committed ? s1.committed - s0.committed : 0;
+    CHECK_MSG(kept <= 16 * MiB + live / 10, "%zu MiB of 160 MiB freed kept committed, live %zu MiB", kept / MiB,
+              live / MiB);
+  }
+  for (size_t n = 5 * MiB; n <= 35 * MiB; n += 10 * MiB) {
+    unsigned char* p = A->malloc(n); /* may be a reused block */
+    CHECK_MSG(p != NULL, "malloc(%zu MiB) failed", n / MiB);
+    if (p) {
+      memset(p, 0x5c, n);
+      A->free(p);
+    }
+    unsigned char* z = A->calloc(1, n);
+    CHECK_MSG(z != NULL, "calloc(%zu MiB) failed", n / MiB);
+    if (!z) continue;
+    size_t bad = n;
+    for (size_t i = 0; i < n; i += 4093)
+      if (z[i] != 0) {
+        bad = i;
+        break;
+      }
+    CHECK_MSG(bad == n && z[n - 1] == 0, "calloc(%zu MiB) after a freed huge block: byte %zu not zero", n / MiB, bad);
+    A->free(z);
+  }
+}
+
 /* ---- served by tessera ------------------------------------------------------ */
 
 /* A huge block raises huge_count by one while it lives. */
@@ -1219,6 +1264,7 @@ int main(int argc, char** argv) {
   test_free_preserves_errno();
   test_usable_size_constant();
   test_trim_returns_memory();
+  test_huge_reuse_bounded();
   test_impossible();
   test_served_by_tessera();
 #if !defined(API_TESS)
