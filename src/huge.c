@@ -86,6 +86,33 @@ static tess_segment_t* huge_remap(tess_segment_t* seg, size_t total) {
   return dest;
 }
 
+/* Add a free huge segment to the cache (the caller made room). */
+static void cache_put(tess_segment_t* seg, uint64_t freed_at) {
+  size_t i = cache.count++;
+  while (i > 0 && cache.freed_at[i - 1] > freed_at) { /* keep oldest first */
+    cache.seg[i] = cache.seg[i - 1];
+    cache.freed_at[i] = cache.freed_at[i - 1];
+    i--;
+  }
+  cache.seg[i] = seg;
+  cache.freed_at[i] = freed_at;
+  cache.bytes += seg->mapped;
+}
+
+static void cache_take(size_t i) {
+  cache.bytes -= cache.seg[i]->mapped;
+  cache.count--;
+  memmove(&cache.seg[i], &cache.seg[i + 1], (cache.count - i) * sizeof cache.seg[0]);
+  memmove(&cache.freed_at[i], &cache.freed_at[i + 1], (cache.count - i) * sizeof cache.freed_at[0]);
+}
+
+/* A cached huge segment for a block of `total` bytes: the smallest that
+ * fits, else the largest, grown with mremap.  One that fits is reused whole
+ * (its usable size is then larger than asked) unless it is both over four
+ * times the size and 32 MiB more, when it is shrunk: a program cycling
+ * buffers of varying sizes keeps their pages resident for the next big one
+ * instead of faulting them in again, and a small request never pins a much
+ * bigger mapping. */
 static void* huge_from_cache(size_t total) {
   if (cache.count == 0) return NULL; /* racy hint */
   _tess_lock(&cache.lock);
@@ -93,28 +120,39 @@ static void* huge_from_cache(size_t total) {
     _tess_unlock(&cache.lock);
     return NULL;
   }
-  size_t i = --cache.count; /* the most recent: warmest */
+  size_t best = SIZE_MAX, largest = 0;
+  for (size_t i = 0; i < cache.count; i++) {
+    size_t m = cache.seg[i]->mapped;
+    if (m >= total && (best == SIZE_MAX || m < cache.seg[best]->mapped)) best = i;
+    if (m > cache.seg[largest]->mapped) largest = i;
+  }
+  size_t i = best != SIZE_MAX ? best : largest;
   tess_segment_t* seg = cache.seg[i];
-  cache.bytes -= seg->mapped;
+  cache_take(i);
   _tess_unlock(&cache.lock);
   size_t old = seg->mapped;
-  tess_segment_t* dest = huge_remap(seg, total);
-  if (dest == NULL) {
-    _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
-    _tess_os_committed_sub(old);
-    _tess_os_unmap(seg, old);
-    return NULL;
+  if (old < total || (old - total > TESS_HUGE_CACHE_MAX / 2 && old / 4 > total)) {
+    tess_segment_t* dest = huge_remap(seg, total);
+    if (dest == NULL) {
+      _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
+      _tess_os_committed_sub(old);
+      _tess_os_unmap(seg, old);
+      return NULL;
+    }
+    if (dest != seg) {
+      _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
+      _tess_segmap_set((uintptr_t)dest, TESS_SEGMAP_HUGE);
+    }
+    if (total > old) _tess_os_committed_add(total - old);
+    else _tess_os_committed_sub(old - total);
+    seg = dest;
+  } else {
+    total = old; /* the rest stays with the block */
   }
-  if (dest != seg) {
-    _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
-    _tess_segmap_set((uintptr_t)dest, TESS_SEGMAP_HUGE);
-  }
-  if (total > old) _tess_os_committed_add(total - old);
-  else _tess_os_committed_sub(old - total);
-  huge_setup(dest, total, TESS_HUGE_OFFSET);
+  huge_setup(seg, total, TESS_HUGE_OFFSET);
   atomic_fetch_add_explicit(&_tess_os.huge_count, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&_tess_os.huge_bytes, total, memory_order_relaxed);
-  return dest->slices[0].start;
+  return seg->slices[0].start;
 }
 
 void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
@@ -172,22 +210,14 @@ static void huge_unmap(tess_segment_t* seg) {
   _tess_os_unmap(seg->map_base, seg->mapped);
 }
 
-/* How many bytes of freed huge blocks the cache may hold.  With the purger,
- * TESS_HUGE_CACHE_MAX: the purger unmaps them once the delay has passed.
- * Without it, cached blocks are unmapped only by later allocator calls, so
- * a program that frees a big buffer and then idles keeps what is cached for
- * good: the cap is then 14 MiB plus 1/16 of the bytes in use, which with
- * the arena's own unpurged cap (2 MiB plus 1/64) keeps an idle program
- * within 16 MiB plus a tenth of its live data. */
-static size_t huge_cache_cap(void) {
-  if (_tess_address_space_limited()) return 0; /* the program's own mmaps may need it */
-  if (_tess_purger_running()) return TESS_HUGE_CACHE_MAX;
-  size_t live = atomic_load_explicit(&_tess_os.pages_in_use_bytes, memory_order_relaxed) +
-                atomic_load_explicit(&_tess_os.huge_bytes, memory_order_relaxed) +
-                atomic_load_explicit(&_tess_os.large_bytes, memory_order_relaxed);
-  size_t cap = ((size_t)14 << 20) + live / 16;
-  return cap < TESS_HUGE_CACHE_MAX ? cap : TESS_HUGE_CACHE_MAX;
-}
+/* How many bytes of freed huge blocks the cache may hold: none under an
+ * address-space limit (the program's own mmaps may need it), else
+ * TESS_HUGE_CACHE_MAX.  The purger unmaps them once the delay has passed;
+ * without it (a single-threaded program) later allocator calls do, so a
+ * program that frees big buffers and then stops calling the allocator
+ * keeps up to that much mapped, as glibc keeps up to 64 MiB of free heap
+ * top untrimmed once its mmap threshold has risen. */
+static size_t huge_cache_cap(void) { return _tess_address_space_limited() ? 0 : TESS_HUGE_CACHE_MAX; }
 
 void _tess_huge_free(tess_segment_t* seg) {
   tess_page_t* page = &seg->slices[0];
@@ -216,15 +246,9 @@ void _tess_huge_free(tess_segment_t* seg) {
     /* make room: the oldest go */
     while (cache.count > 0 && (cache.count == TESS_HUGE_CACHE_SLOTS || cache.bytes + seg->mapped > cap)) {
       evict[nevict++] = cache.seg[0];
-      cache.bytes -= cache.seg[0]->mapped;
-      cache.count--;
-      memmove(&cache.seg[0], &cache.seg[1], cache.count * sizeof cache.seg[0]);
-      memmove(&cache.freed_at[0], &cache.freed_at[1], cache.count * sizeof cache.freed_at[0]);
+      cache_take(0);
     }
-    cache.seg[cache.count] = seg;
-    cache.freed_at[cache.count] = _tess_prim_clock_ms();
-    cache.count++;
-    cache.bytes += seg->mapped;
+    cache_put(seg, _tess_prim_clock_ms());
     _tess_unlock(&cache.lock);
     for (size_t i = 0; i < nevict; i++) huge_unmap(evict[i]);
     if (was_empty) _tess_purger_notify();
