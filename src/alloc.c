@@ -25,7 +25,7 @@ void* _tess_malloc_generic(size_t size, bool zero) {
       tess_block_t* b = page->free;
       page->free = _tess_link_decode(page, b->next);
       page->used++;
-      b->next = 0;
+      b->mark = 0;
       p = b;
     } else {
       p = _tess_page_malloc_slow(heap, size);

@@ -48,8 +48,7 @@ void _tess_free_local_checked(tess_page_t* page, tess_block_t* b, const char* ca
   tess_heap_t* heap = (tess_heap_t*)(page->heap & ~TESS_HEAP_TAG_FULL);
   int saved = errno;
   if (page->in_full) _tess_page_unfull(heap, page);
-  b->next = _tess_link_encode(page, page->local_free);
-  page->local_free = b;
+  _tess_block_push(page, &page->local_free, b);
   if (--page->used == 0) _tess_page_retire(heap, page);
   errno = saved;
 }
@@ -95,15 +94,14 @@ static void push_remote(tess_page_t* page, tess_block_t* head, tess_block_t* tai
  * locally.  (page->xthread_free is still used by a thread that cannot get a
  * heap of its own.)
  *
- * A block in flight is marked (its first word decodes to
- * TESS_LINK_IN_FLIGHT) and linked through its second word (blocks are at
- * least 16 bytes).  The mark makes a second free of it look suspicious
+ * A block in flight carries the in-flight mark in its first word and is
+ * linked, plainly, through its second (tess_block_t).  The mark makes a second free of it look suspicious
  * everywhere: to the sender (which then looks in its chains), to the owner
  * (which drains its inbox before looking in its lists), and to the owner
  * when it drains (a block whose mark is gone was freed twice, or written
  * after it was freed). */
 
-static inline tess_block_t** flight_link(tess_block_t* b) { return (tess_block_t**)((uintptr_t*)b + 1); }
+static inline tess_block_t** flight_link(tess_block_t* b) { return (tess_block_t**)&b->next; }
 
 static void send_message(tess_heap_t* owner, tess_block_t* head, tess_block_t* tail, uint32_t count) {
   tess_block_t* top = atomic_load_explicit(&owner->inbox, memory_order_relaxed);
@@ -132,14 +130,13 @@ void _tess_heap_flush_remote(tess_heap_t* heap) {
 /* Free locally a block of this heap that another thread freed. */
 static void free_from_message(tess_heap_t* heap, tess_block_t* b) {
   tess_page_t* page = _tess_page_of(_tess_segment_of(b), b);
-  if (tess_unlikely((uintptr_t)_tess_link_decode(page, b->next) != TESS_LINK_IN_FLIGHT)) {
+  if (tess_unlikely(b->mark != _tess_mark_in_flight(page))) {
     if (_tess_maybe_double_free(page, b) && block_is_free(page, b)) {
       _tess_error("free", b, "double free (detected later; one free came from another thread)");
     }
   }
   if (page->in_full) _tess_page_unfull(heap, page);
-  b->next = _tess_link_encode(page, page->local_free);
-  page->local_free = b;
+  _tess_block_push(page, &page->local_free, b);
   if (--page->used == 0) _tess_page_retire(heap, page);
 }
 
@@ -175,7 +172,7 @@ static void free_remote(tess_page_t* page, tess_block_t* b, const char* call) {
     heap = _tess_heap_init_thread();
     errno = saved;
     if (heap == NULL) {
-      b->next = _tess_link_encode(page, NULL);
+      b->mark = _tess_mark_free(page); /* it joins the page's xthread list */
       push_remote(page, b, b, 1);
       return;
     }
@@ -202,7 +199,7 @@ static void free_remote(tess_page_t* page, tess_block_t* b, const char* call) {
     c->tail = b;
     c->count = 0;
   }
-  b->next = _tess_link_encode(page, (tess_block_t*)TESS_LINK_IN_FLIGHT);
+  b->mark = _tess_mark_in_flight(page);
   *flight_link(b) = c->head;
   c->head = b;
   c->count++;

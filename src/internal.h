@@ -125,6 +125,14 @@ static inline uintptr_t _tess_link_encode(const tess_page_t* page, const tess_bl
   return (uintptr_t)b ^ page->key;
 }
 
+/* A block's mark (tess_block_t): the page key while on a free list, the
+ * key ^ 1 while in flight to its owner, cleared by malloc.  A block freed
+ * twice still carries one of them (unless the program wrote over it after
+ * the first free); only a match needs the slow check, and a block in use
+ * that holds the key by chance merely takes it. */
+static inline uintptr_t _tess_mark_free(const tess_page_t* page) { return page->key; }
+static inline uintptr_t _tess_mark_in_flight(const tess_page_t* page) { return page->key ^ 1; }
+
 /* ---- a small lock (critical sections are short and make no system call) - */
 
 typedef struct tess_lock_s {

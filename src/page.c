@@ -101,9 +101,14 @@ static void page_extend(tess_page_t* page) {
   if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
   uint8_t* first = page->start + (size_t)page->capacity * bsize;
   uint8_t* p = first;
+  /* Marked free like freed blocks: freeing one that was never handed out
+   * is caught as a double free would be. */
+  uintptr_t mark = _tess_mark_free(page);
   for (size_t i = 0; i + 1 < n; i++, p += bsize) {
+    ((tess_block_t*)p)->mark = mark;
     ((tess_block_t*)p)->next = _tess_link_encode(page, (tess_block_t*)(p + bsize));
   }
+  ((tess_block_t*)p)->mark = mark;
   ((tess_block_t*)p)->next = _tess_link_encode(page, NULL);
   page->free = (tess_block_t*)first;
   page->capacity += (uint32_t)n;
@@ -200,7 +205,7 @@ static void* page_pop(tess_page_t* page) {
   tess_block_t* b = page->free;
   page->free = _tess_link_decode(page, b->next);
   page->used++;
-  b->next = 0;
+  b->mark = 0;
   return b;
 }
 

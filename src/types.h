@@ -47,8 +47,9 @@
  *   | block 0 | block 1 | block 2 | ... | block reserved-1 | tail waste |
  *   '---- carved (capacity) ------'-- not yet carved ------'
  *
- * A free block's first word holds the link to the next free block, XORed
- * with the page's key; a block in use has no tessera data at all.
+ * A free block's first word holds a mark (the page's key) and its second
+ * the link to the next free block, XORed with the key; malloc clears the
+ * mark, and a block in use has no other tessera data (tess_block_t).
  */
 #ifndef TESS_TYPES_H
 #define TESS_TYPES_H
@@ -110,8 +111,14 @@
 
 /* ---- page ---------------------------------------------------------------- */
 
+/* A block's first two words while it is not in use (blocks are at least 16
+ * bytes).  The mark makes a second free cheap to suspect: malloc clears it,
+ * so a block whose mark matches was very probably freed already. */
 typedef struct tess_block_s {
-  uintptr_t next;                           /* encoded link: next ^ page->key */
+  uintptr_t mark;   /* on a free list: page->key; in flight to its owner:
+                       page->key ^ 1; in use: 0, or whatever the program wrote */
+  uintptr_t next;   /* on a free list: encoded link, next ^ page->key; in
+                       flight: the next block of the message, plain        */
 } tess_block_t;
 
 typedef enum tess_page_kind_e {
@@ -229,8 +236,8 @@ typedef enum tess_heap_state_e {
 } tess_heap_state_t;
 
 /* Blocks this thread freed into pages of one other heap, not yet sent.
- * A block in flight has TESS_LINK_IN_FLIGHT (encoded) in its first word and
- * the next block in its second; sending splices the chain onto the front of
+ * A block in flight has the in-flight mark in its first word and the next
+ * block in its second; sending splices the chain onto the front of
  * the owner's inbox, one list through the second words. */
 typedef struct tess_remote_chain_s {
   struct tess_heap_s* owner;
