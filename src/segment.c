@@ -203,8 +203,8 @@ bool _tess_address_space_limited(void) {
 bool _tess_arena_frugal(void) { return !_tess_purger_running() || _tess_address_space_limited(); }
 
 static size_t dirty_max_slices(void) {
-  /* Keep at most TESSERA_DIRTY_MAX MiB, plus a share of what is in use, of
-   * free memory unpurged: enough to absorb churn, little enough that RSS
+  /* Keep at most TESSERA_DIRTY_MAX MiB (but no more than 1/8 of what is in
+   * use), plus a share of what is in use, of free memory unpurged: enough to absorb churn, little enough that RSS
    * follows the live data down when the program frees.  With the purger
    * thread, time takes care of an idle program, and memory freed and soon
    * reused adds nothing to the peak, so the share is what was in use
@@ -215,8 +215,9 @@ static size_t dirty_max_slices(void) {
   size_t in_use = atomic_load_explicit(&_tess_os.pages_in_use_bytes, memory_order_relaxed);
   size_t recent = atomic_load_explicit(&_tess_os.in_use_recent, memory_order_relaxed);
   size_t share = !_tess_arena_frugal() ? (recent > in_use ? recent : in_use) : _tess_purger_running() ? in_use / 16 : in_use / 64;
-  size_t max = ((size_t)_tess_options.dirty_max_mib << 20) + share;
-  return max >> TESS_SLICE_SHIFT;
+  size_t fixed = (size_t)_tess_options.dirty_max_mib << 20;
+  if (fixed > in_use / 8) fixed = in_use / 8; /* a small program: a small allowance */
+  return (fixed + share) >> TESS_SLICE_SHIFT;
 }
 
 #define TESS_PURGE_BATCH 64
