@@ -23,7 +23,9 @@ _Atomic(uint8_t) _tess_segmap[TESS_SEGMAP_ENTRIES];
 typedef struct tess_span_range_s {
   tess_segment_t* seg;
   uint32_t idx, count;
+  bool all;                    /* purge every dirty slice, due or not */
 } tess_span_range_t;
+
 
 static struct {
   tess_lock_t lock;
@@ -37,6 +39,16 @@ static struct {
   uint64_t last_purge_check;
   uint64_t last_decay;                       /* of _tess_os.in_use_recent */
 } arena;
+
+/* Slices [from, to) of seg became free and touched at `now`.  Under the lock. */
+static void slices_dirty(tess_segment_t* seg, size_t from, size_t to, uint32_t now) {
+  for (size_t i = from; i < to; i++) {
+    seg->slices[i].dirty = 1;
+    seg->slices[i].dirty_at = now;
+  }
+  seg->dirty_slices += (uint32_t)(to - from);
+  arena.dirty_slices += to - from;
+}
 
 /* ---- spans ---------------------------------------------------------------- */
 
@@ -222,6 +234,10 @@ static size_t dirty_max_slices(void) {
 
 #define TESS_PURGE_BATCH 64
 
+static bool slice_purgeable(const tess_page_t* s, bool all, uint32_t now, uint32_t delay) {
+  return s->dirty == 1 && (all || now - s->dirty_at >= delay);
+}
+
 /* Purge the dirty free spans of segments whose delay has passed (all of them
  * when `force`, or while the dirty total is over its cap). */
 void _tess_arena_purge(bool force) {
@@ -257,8 +273,20 @@ void _tess_arena_purge(bool force) {
         tess_page_t* span = &seg->slices[idx];
         size_t count = span->slice_count;
         if (span->kind == TESS_PAGE_FREE) {
-          bool dirty = false;
-          for (size_t j = idx; j < idx + count && !dirty; j++) dirty = seg->slices[j].dirty;
+          /* Each dirty slice is due once it has waited out the delay. */
+          bool dirty = false, due = false, young = false;
+          uint32_t young_oldest = 0;
+          for (size_t j = idx; j < idx + count; j++) {
+            if (!seg->slices[j].dirty) continue;
+            dirty = true;
+            uint32_t a = (uint32_t)now - seg->slices[j].dirty_at;
+            if (a >= delay) {
+              due = true;
+            } else {
+              young = true;
+              if (a > young_oldest) young_oldest = a;
+            }
+          }
           uint32_t age = (uint32_t)now - span->freed_at;
           /* Due once it has waited out the delay; everything is due when
            * forced or while the dirty total is over its cap. */
@@ -271,14 +299,16 @@ void _tess_arena_purge(bool force) {
             young_left = false;
             break;
           }
-          if (dirty && (force || excess > 0 || age >= delay)) {
+          bool all = force || excess > 0;
+          if (dirty && (all || due)) {
             bin_remove(span);
             span->kind = TESS_PAGE_PURGING;
             seg->used_slices += (uint32_t)count; /* pins the segment */
-            ranges[n++] = (tess_span_range_t){seg, (uint32_t)idx, (uint32_t)count};
+            ranges[n++] = (tess_span_range_t){seg, (uint32_t)idx, (uint32_t)count, all};
             excess = excess > count ? excess - count : 0;
-          } else if (dirty) {
-            if (age > oldest) oldest = age;
+          }
+          if (!all && young) { /* its young slices stay dirty */
+            if (young_oldest > oldest) oldest = young_oldest;
             young_left = true;
           }
         }
@@ -295,12 +325,14 @@ void _tess_arena_purge(bool force) {
 
     for (size_t i = 0; i < n; i++) {
       tess_segment_t* seg = ranges[i].seg;
-      /* Only the dirty slices need the system call; clean runs are skipped. */
+      /* Only the dirty slices that are due need the system call (the span is
+       * out of the bins, so its slices are ours without the lock); they are
+       * marked 2 for the count below. */
       size_t j = ranges[i].idx, end = ranges[i].idx + ranges[i].count;
       while (j < end) {
-        while (j < end && !seg->slices[j].dirty) j++;
+        while (j < end && !slice_purgeable(&seg->slices[j], ranges[i].all, (uint32_t)now, delay)) j++;
         size_t k = j;
-        while (k < end && seg->slices[k].dirty) k++;
+        while (k < end && slice_purgeable(&seg->slices[k], ranges[i].all, (uint32_t)now, delay)) seg->slices[k++].dirty = 2;
         if (k > j) _tess_os_purge((uint8_t*)seg + (j << TESS_SLICE_SHIFT), (k - j) << TESS_SLICE_SHIFT);
         j = k;
       }
@@ -312,7 +344,8 @@ void _tess_arena_purge(bool force) {
       tess_segment_t* seg = ranges[i].seg;
       size_t cleaned = 0;
       for (size_t j = ranges[i].idx; j < ranges[i].idx + ranges[i].count; j++) {
-        if (seg->slices[j].dirty) cleaned++;
+        if (seg->slices[j].dirty != 2) continue;
+        cleaned++;
         seg->slices[j].dirty = 0;
       }
       seg->dirty_slices -= (uint32_t)cleaned;
@@ -421,9 +454,7 @@ void _tess_arena_span_free(tess_page_t* page) {
   size_t idx = span_index(seg, page), count = page->slice_count;
   uint64_t now = _tess_prim_clock_ms();
   if (!arena_lock_segment(seg)) return;
-  for (size_t i = idx; i < idx + count; i++) seg->slices[i].dirty = 1;
-  seg->dirty_slices += (uint32_t)count;
-  arena.dirty_slices += count;
+  slices_dirty(seg, idx, idx + count, (uint32_t)now);
   seg->used_slices -= (uint32_t)count;
   span_insert_free(seg, idx, count, (uint32_t)now);
   bool first_dirty = arena.purge_first == NULL;
@@ -440,7 +471,9 @@ void _tess_arena_span_free(tess_page_t* page) {
       unmap = seg;
     } else {
       /* the one kept: purged now, as no one may purge it later */
-      seg->slices[1].freed_at = (uint32_t)now - (uint32_t)_tess_options.purge_delay_ms - 1;
+      uint32_t due_at = (uint32_t)now - (uint32_t)_tess_options.purge_delay_ms - 1;
+      seg->slices[1].freed_at = due_at;
+      for (size_t i = 1; i < TESS_SLICES_PER_SEGMENT; i++) seg->slices[i].dirty_at = due_at;
       purge_kept = true;
     }
   }
@@ -508,9 +541,7 @@ bool _tess_arena_large_resize(tess_page_t* page, size_t size) {
   } else if (want < have) {
     seg->used_slices -= (uint32_t)(have - want);
     span_set(seg, idx, want, TESS_PAGE_LARGE);
-    for (size_t i = idx + want; i < idx + have; i++) seg->slices[i].dirty = 1;
-    seg->dirty_slices += (uint32_t)(have - want);
-    arena.dirty_slices += have - want;
+    slices_dirty(seg, idx + want, idx + have, (uint32_t)now);
     span_insert_free(seg, idx + want, have - want, (uint32_t)now);
     purge_list_add(seg, now);
     _tess_unlock(&arena.lock);

@@ -185,9 +185,12 @@ typedef struct tess_page_s {
   uint8_t padding[3];
   uint32_t freed_at;           /* free span: ms clock when it last grew (its
                                   newest free memory)                        */
-  uint8_t reserved_bytes[4];   /* pads the descriptor to 128 bytes, so a
-                                  slice index becomes a descriptor address
-                                  with a shift                              */
+  uint32_t dirty_at;           /* slice: ms clock when it became dirty; the
+                                  purge delay runs per slice, so a span that
+                                  keeps growing does not keep its old part
+                                  resident.  (The descriptor is 128 bytes,
+                                  so a slice index becomes its address with
+                                  a shift.)                                 */
 } tess_page_t;
 
 _Static_assert(sizeof(tess_page_t) == 128, "slice descriptors are 128 bytes");
