@@ -26,7 +26,9 @@ bool _tess_heap_is_valid(tess_heap_t* heap) {
     tess_page_queue_t* q = &heap->queues[bin];
     tess_page_t* prev = NULL;
     for (tess_page_t* p = q->first; p != NULL; prev = p, p = p->next) {
-      if (p->prev != prev || p->bin != bin || p->in_full || p->heap != (uintptr_t)heap) return false;
+      if (p->prev != prev || p->bin != bin || p->in_full || _tess_page_owner(p) != heap ||
+          (p->heap & TESS_HEAP_TAG_FULL))
+        return false;
       if (!_tess_page_is_valid(p)) return false;
     }
     if (q->last != prev) return false;
@@ -36,7 +38,7 @@ bool _tess_heap_is_valid(tess_heap_t* heap) {
     }
   }
   for (tess_page_t* p = heap->full.first; p != NULL; p = p->next) {
-    if (!p->in_full || p->heap != ((uintptr_t)heap | TESS_HEAP_TAG_FULL)) return false;
+    if (!p->in_full || _tess_page_owner(p) != heap || !(p->heap & TESS_HEAP_TAG_FULL)) return false;
     if (!_tess_page_is_valid(p)) return false;
   }
   return true;

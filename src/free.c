@@ -15,7 +15,7 @@
 static bool block_is_free(tess_page_t* page, tess_block_t* b) {
   /* A block another thread freed may still be in flight to us: receive. */
   tess_heap_t* heap = _tess_heap_get();
-  if ((page->heap & ~TESS_HEAP_TAG_FULL) == (uintptr_t)heap &&
+  if (_tess_page_owner(page) == heap &&
       atomic_load_explicit(&heap->inbox, memory_order_relaxed) != NULL) {
     _tess_heap_drain_inbox(heap);
   }
@@ -45,11 +45,12 @@ static void check_block_start(tess_page_t* page, const void* p, const char* call
 void _tess_free_local_checked(tess_page_t* page, tess_block_t* b, const char* call) {
   check_block_start(page, b, call);
   if (_tess_maybe_double_free(page, b) && block_is_free(page, b)) _tess_error(call, b, "double free");
-  tess_heap_t* heap = (tess_heap_t*)(page->heap & ~TESS_HEAP_TAG_FULL);
+  tess_heap_t* heap = _tess_page_owner(page);
   int saved = errno;
   if (page->in_full) _tess_page_unfull(heap, page);
+  if (page->bin > TESS_BIN_SMALL_LAST) ((uintptr_t*)b)[2] = 0; /* resident again: not trimmed */
   _tess_block_push(page, &page->local_free, b);
-  if (--page->used == 0) _tess_page_retire(heap, page);
+  _tess_page_freed(heap, page);
   errno = saved;
 }
 
@@ -61,7 +62,7 @@ static void push_remote(tess_page_t* page, tess_block_t* head, tess_block_t* tai
   /* Read the owner before publishing: until the CAS our blocks keep the
    * page alive (used > 0); after it the owner may collect them, empty the
    * page and give it back. */
-  tess_heap_t* heap = (tess_heap_t*)(page->heap & ~TESS_HEAP_TAG_FULL);
+  tess_heap_t* heap = _tess_page_owner(page);
   uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   uintptr_t state;
   do {
@@ -136,8 +137,9 @@ static void free_from_message(tess_heap_t* heap, tess_block_t* b) {
     }
   }
   if (page->in_full) _tess_page_unfull(heap, page);
+  if (page->bin > TESS_BIN_SMALL_LAST) ((uintptr_t*)b)[2] = 0; /* resident again: not trimmed */
   _tess_block_push(page, &page->local_free, b);
-  if (--page->used == 0) _tess_page_retire(heap, page);
+  _tess_page_freed(heap, page);
 }
 
 /* Take the inbox and free every block in it. */
@@ -178,7 +180,7 @@ static void free_remote(tess_page_t* page, tess_block_t* b, const char* call) {
     }
   }
   if (tess_unlikely(_tess_maybe_double_free(page, b)) && in_my_chains(heap, b)) _tess_error(call, b, "double free");
-  tess_heap_t* owner = (tess_heap_t*)(page->heap & ~TESS_HEAP_TAG_FULL);
+  tess_heap_t* owner = _tess_page_owner(page);
   uint32_t n = heap->remote_count;
   tess_remote_chain_t* c = NULL;
   for (uint32_t i = 0; i < n; i++) {
@@ -242,7 +244,7 @@ static tess_page_t* page_checked(const void* p, const char* call, tess_segment_t
 void _tess_free_page(tess_page_t* page, void* p, const char* call) {
   if (tess_likely((page->kind == TESS_PAGE_SMALL || page->kind == TESS_PAGE_MEDIUM) &&
                   _tess_is_block_start(page, (uintptr_t)p - (uintptr_t)page->start))) {
-    if ((page->heap & ~TESS_HEAP_TAG_FULL) != (uintptr_t)_tess_heap_get()) free_remote(page, (tess_block_t*)p, call);
+    if (_tess_page_owner(page) != _tess_heap_get()) free_remote(page, (tess_block_t*)p, call);
     else _tess_free_local_checked(page, (tess_block_t*)p, call);
     return;
   }
@@ -256,7 +258,7 @@ void _tess_free_generic(void* p, const char* call) {
     tess_page_t* page = _tess_page_of(_tess_segment_of(p), p);
     if (tess_likely((page->kind == TESS_PAGE_SMALL || page->kind == TESS_PAGE_MEDIUM) &&
                     _tess_is_block_start(page, (uintptr_t)p - (uintptr_t)page->start) &&
-                    (page->heap & ~TESS_HEAP_TAG_FULL) != (uintptr_t)_tess_heap_get())) {
+                    _tess_page_owner(page) != _tess_heap_get())) {
       free_remote(page, (tess_block_t*)p, call);
       return;
     }
@@ -272,7 +274,7 @@ void _tess_free_generic(void* p, const char* call) {
     case TESS_PAGE_SMALL:
     case TESS_PAGE_MEDIUM: {
       check_block_start(page, p, call);
-      if ((page->heap & ~TESS_HEAP_TAG_FULL) == (uintptr_t)_tess_heap_get()) {
+      if (_tess_page_owner(page) == _tess_heap_get()) {
         _tess_free_local_checked(page, (tess_block_t*)p, call);
       } else {
         free_remote(page, (tess_block_t*)p, call);

@@ -132,6 +132,19 @@ static inline uintptr_t _tess_link_encode(const tess_page_t* page, const tess_bl
  * that holds the key by chance merely takes it. */
 static inline uintptr_t _tess_mark_free(const tess_page_t* page) { return page->key; }
 static inline uintptr_t _tess_mark_in_flight(const tess_page_t* page) { return page->key ^ 1; }
+/* In the third word of a free medium block whose inside was given back. */
+static inline uintptr_t _tess_mark_trimmed(const tess_page_t* page) { return page->key ^ 2; }
+
+/* The heap that owns a small or medium page, and the tagged value of
+ * page->heap for an owner (types.h, TESS_HEAP_TAG_*). */
+static inline tess_heap_t* _tess_page_owner(const tess_page_t* page) {
+  return (tess_heap_t*)(page->heap & ~TESS_HEAP_TAG_MASK);
+}
+bool _tess_purger_running(void); /* purger.c */
+static inline uintptr_t _tess_page_heap_tagged(const tess_page_t* page, const void* heap, bool full) {
+  bool trims = page->bin > TESS_BIN_SMALL_LAST && !_tess_purger_running(); /* see _tess_page_freed */
+  return (uintptr_t)heap | (trims ? TESS_HEAP_TAG_MEDIUM : 0) | (full ? TESS_HEAP_TAG_FULL : 0);
+}
 
 /* ---- a small lock (critical sections are short and make no system call) - */
 
@@ -183,7 +196,8 @@ size_t _tess_heap_bytes_in_use(tess_heap_t* heap); /* page.c, owner only */
 /* page.c */
 void* _tess_page_malloc_slow(tess_heap_t* heap, size_t size);
 void _tess_page_collect(tess_page_t* page);
-void _tess_page_retire(tess_heap_t* heap, tess_page_t* page);
+bool _tess_page_retire(tess_heap_t* heap, tess_page_t* page); /* false: the page went back to the arena */
+void _tess_page_freed(tess_heap_t* heap, tess_page_t* page); /* one block back: used--, retire or trim */
 void _tess_page_unfull(tess_heap_t* heap, tess_page_t* page);
 void _tess_heap_release_pages(tess_heap_t* heap, bool all_empty);
 void _tess_heap_park_pages(tess_heap_t* heap);
@@ -212,8 +226,7 @@ bool _tess_release_all(void);
 bool _tess_arena_frugal(void); /* keep little free memory mapped (no purger, or RLIMIT_AS) */
 bool _tess_address_space_limited(void); /* under RLIMIT_AS (checked every 100 ms) */
 
-/* purger.c: the background purger thread */
-bool _tess_purger_running(void);
+/* purger.c: the background purger thread (and _tess_purger_running above) */
 void _tess_purger_notify(void);
 void _tess_purger_fork_child(void);
 

@@ -88,7 +88,7 @@ static void page_init(tess_heap_t* heap, tess_page_t* page, size_t bin, bool is_
   page->in_full = 0;
   page->is_zero = is_zero;
   atomic_store_explicit(&page->xthread_free, 0, memory_order_relaxed);
-  page->heap = (uintptr_t)heap;
+  page->heap = _tess_page_heap_tagged(page, heap, false);
 }
 
 /* Carve the next blocks onto the empty free list: as many as fit in 4 KiB
@@ -160,13 +160,55 @@ static void page_free(tess_heap_t* heap, tess_page_t* page) {
  * class (so a malloc/free loop at a page boundary does not map and unmap);
  * keep it too while other threads' frees may still name it
  * (xthread state not NORMAL: it is, or is about to be, on remote_pages). */
-void _tess_page_retire(tess_heap_t* heap, tess_page_t* page) {
-  if (page->prev == NULL && page->next == NULL && !page->in_full) return; /* alone in its queue */
+bool _tess_page_retire(tess_heap_t* heap, tess_page_t* page) {
+  if (page->prev == NULL && page->next == NULL && !page->in_full) return true; /* alone in its queue */
   if (page->in_full) _tess_page_unfull(heap, page);
-  if (xfree_state(page) != TESS_XFREE_NORMAL) return;
+  if (xfree_state(page) != TESS_XFREE_NORMAL) return true;
   tess_page_queue_t* q = &heap->queues[page->bin];
-  if (q->first == page && page->next == NULL) return;
+  if (q->first == page && page->next == NULL) return true;
   page_free(heap, page);
+  return false;
+}
+
+/* In a program without the purger (single-threaded), a medium page that is
+ * mostly free (a quarter of its blocks in use or fewer, or none, kept as
+ * its class's last page) gives the inside of its free blocks back to the
+ * OS: the whole OS pages past its first three words
+ * (its mark, link and the mark below), so the lists stay intact and a block
+ * handed out again just faults in fresh pages.  One page pinned by one
+ * live block then no longer keeps half a MiB resident.  A block done is
+ * marked in its third word (_tess_mark_trimmed; cleared when it is freed
+ * again), so each is given back once.  Owner only.  With the purger (a
+ * multi-threaded program) pages are not trimmed: there, a system call per
+ * block and the faults to reuse it cost 4-5x on churn (xchurn, leakexit),
+ * and madvise must shoot down other CPUs' TLBs. */
+static void page_trim(tess_page_t* page) {
+  size_t bsize = page->block_size;
+  uintptr_t done = _tess_mark_trimmed(page);
+  tess_block_t* lists[2] = {page->free, page->local_free};
+  int saved = errno;
+  for (int l = 0; l < 2; l++) {
+    uint32_t steps = 0;
+    for (tess_block_t* b = lists[l]; b != NULL && steps <= page->capacity; b = _tess_link_decode(page, b->next), steps++) {
+      if ((uintptr_t)b - (uintptr_t)page->start >= page->area) break; /* corrupt link */
+      uintptr_t* word = (uintptr_t*)b;
+      if (word[2] == done) continue;
+      uintptr_t lo = ((uintptr_t)(word + 3) + TESS_OS_PAGE_SIZE - 1) & ~(uintptr_t)(TESS_OS_PAGE_SIZE - 1);
+      uintptr_t hi = ((uintptr_t)b + bsize) & ~(uintptr_t)(TESS_OS_PAGE_SIZE - 1);
+      if (hi > lo) _tess_os_purge((void*)lo, hi - lo);
+      word[2] = done;
+    }
+  }
+  errno = saved;
+}
+
+/* A block of the page went back on the owner's lists: count it, retire an
+ * empty page, and let a sparse medium page give back what it does not use. */
+void _tess_page_freed(tess_heap_t* heap, tess_page_t* page) {
+  if (--page->used == 0 && !_tess_page_retire(heap, page)) return; /* given back: its memory may be gone */
+  if (page->bin > TESS_BIN_SMALL_LAST && (size_t)page->used * 4 <= page->capacity && !_tess_purger_running()) {
+    page_trim(page);
+  }
 }
 
 /* The page has no free block: park it on the full list, where mallocs do
@@ -180,7 +222,7 @@ static bool page_mark_full(tess_heap_t* heap, tess_page_t* page) {
   }
   _tess_page_queue_remove(heap, page);
   page->in_full = 1;
-  page->heap = (uintptr_t)heap | TESS_HEAP_TAG_FULL;
+  page->heap = _tess_page_heap_tagged(page, heap, true);
   queue_push_back(heap, &heap->full, page);
   return true;
 }
@@ -190,7 +232,7 @@ void _tess_page_unfull(tess_heap_t* heap, tess_page_t* page) {
   tess_assert(page->in_full);
   _tess_page_queue_remove(heap, page);
   page->in_full = 0;
-  page->heap = (uintptr_t)heap;
+  page->heap = _tess_page_heap_tagged(page, heap, false);
   uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   while ((x & TESS_XFREE_STATE_MASK) == TESS_XFREE_FULL &&
          !atomic_compare_exchange_weak_explicit(&page->xthread_free, &x, x & ~TESS_XFREE_STATE_MASK,

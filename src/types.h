@@ -142,10 +142,14 @@ typedef enum tess_page_kind_e {
 #define TESS_XFREE_NOTIFIED 2UL
 #define TESS_XFREE_STATE_MASK 3UL
 
-/* page->heap holds the owner heap pointer with this bit set while the page
- * is on the owner's full list, so the free fast path (which compares
- * page->heap with the thread's heap) sends such frees to the generic path. */
+/* page->heap holds the owner heap pointer with tag bits that make the free
+ * fast path (which compares page->heap with the thread's heap) send a free
+ * to the slow path: FULL while the page is on the owner's full list, MEDIUM
+ * always on a medium page (its frees check whether the page has become
+ * sparse, see _tess_page_trim). */
 #define TESS_HEAP_TAG_FULL 1UL
+#define TESS_HEAP_TAG_MEDIUM 2UL
+#define TESS_HEAP_TAG_MASK 3UL
 
 struct tess_heap_s;
 
@@ -154,7 +158,7 @@ struct tess_heap_s;
 typedef struct tess_page_s {
   tess_block_t* free;          /* owner's allocation list; NULL when empty   */
   tess_block_t* local_free;    /* owner's frees since the last collect       */
-  uintptr_t heap;              /* owner heap | TESS_HEAP_TAG_FULL; 0 if none  */
+  uintptr_t heap;              /* owner heap | TESS_HEAP_TAG_*; 0 if none     */
   uintptr_t key;               /* XOR key of this page's free-list links     */
   uint8_t* start;              /* address of block 0                         */
   uint64_t div_magic;          /* 2^64/block_size rounded up: x is a multiple

@@ -890,6 +890,48 @@ static void test_huge_reuse_bounded(void) {
   }
 }
 
+/* In a single-threaded program, medium pages that only a few live blocks
+ * pin give the inside of their free blocks back: RSS drops with the data
+ * even though no page is wholly free.  The live blocks keep their
+ * contents, and the memory given back is handed out again, writable (and
+ * zero through calloc). */
+static void test_sparse_pages_return_memory(void) {
+  enum { N = 256, KEEP = 6 };
+  size_t size = 40 * KiB; /* a medium class */
+  static unsigned char* blk[N];
+  for (int i = 0; i < N; i++) {
+    blk[i] = A->malloc(size);
+    CHECK_MSG(blk[i] != NULL, "malloc(40 KiB) failed");
+    if (blk[i]) memset(blk[i], (int)(i & 0xff), size);
+  }
+  size_t rss_full = th_rss_bytes();
+  for (int i = 0; i < N; i++)
+    if (i % KEEP != 0) A->free(blk[i]); /* every page keeps live blocks */
+  size_t rss_sparse = th_rss_bytes();
+  if (expect_tessera) {
+    CHECK_MSG(rss_sparse + 4 * MiB <= rss_full, "RSS %zu KiB with 10 MiB of blocks, %zu KiB after freeing 5/6 of them",
+              rss_full / KiB, rss_sparse / KiB);
+  }
+  for (int i = 0; i < N; i += KEEP) {
+    bool same = blk[i] && blk[i][0] == (unsigned char)i && blk[i][size / 2] == (unsigned char)i && blk[i][size - 1] == (unsigned char)i;
+    CHECK_MSG(same, "live block %d changed when its neighbours were freed", i);
+  }
+  for (int i = 0; i < N; i++) {
+    if (i % KEEP == 0) continue;
+    blk[i] = i % 2 ? A->calloc(1, size) : A->malloc(size);
+    CHECK_MSG(blk[i] != NULL, "reallocating 40 KiB failed");
+    if (!blk[i]) continue;
+    if (i % 2) CHECK_MSG(blk[i][0] == 0 && blk[i][size / 2] == 0 && blk[i][size - 1] == 0, "calloc: block %d not zero", i);
+    memset(blk[i], 0x77, size);
+  }
+  for (int i = 0; i < N; i++) {
+    if (!blk[i]) continue;
+    unsigned char want = i % KEEP == 0 ? (unsigned char)i : 0x77;
+    CHECK_MSG(blk[i][size - 1] == want && blk[i][4096] == want, "block %d lost its contents", i);
+    A->free(blk[i]);
+  }
+}
+
 /* ---- served by tessera ------------------------------------------------------ */
 
 /* A huge block raises huge_count by one while it lives. */
@@ -1266,6 +1308,7 @@ int main(int argc, char** argv) {
   test_usable_size_constant();
   test_trim_returns_memory();
   test_huge_reuse_bounded();
+  test_sparse_pages_return_memory();
   test_impossible();
   test_served_by_tessera();
 #if !defined(API_TESS)
