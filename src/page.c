@@ -86,6 +86,7 @@ static void page_init(tess_heap_t* heap, tess_page_t* page, size_t bin, bool is_
   page->free = page->local_free = NULL;
   page->used = page->capacity = 0;
   page->in_full = 0;
+  page->trim_pending = 0;
   page->is_zero = is_zero;
   atomic_store_explicit(&page->xthread_free, 0, memory_order_relaxed);
   page->heap = _tess_page_heap_tagged(page, heap, false);
@@ -145,8 +146,11 @@ static uintptr_t xfree_state(tess_page_t* page) {
 }
 
 /* Give an empty page's span back to the arena. */
+static void trim_forget(tess_heap_t* heap, tess_page_t* page);
+
 static void page_free(tess_heap_t* heap, tess_page_t* page) {
   tess_assert(page->used == 0 && xfree_state(page) == TESS_XFREE_NORMAL);
+  if (page->trim_pending) trim_forget(heap, page);
   _tess_page_queue_remove(heap, page);
   atomic_fetch_sub_explicit(&heap->page_bytes, (size_t)page->slice_count << TESS_SLICE_SHIFT, memory_order_relaxed);
   atomic_fetch_sub_explicit(&_tess_os.pages_in_use_bytes, (size_t)page->slice_count << TESS_SLICE_SHIFT,
@@ -172,8 +176,8 @@ bool _tess_page_retire(tess_heap_t* heap, tess_page_t* page) {
 
 /* In a program without the purger (single-threaded), a medium page that is
  * mostly free (a quarter of its blocks in use or fewer, or none, kept as
- * its class's last page) gives the inside of its free blocks back to the
- * OS: the whole OS pages past its first three words
+ * its class's last page) gives, once it is trimmed (see trim_note), the
+ * inside of its free blocks back to the OS: the whole OS pages past its first three words
  * (its mark, link and the mark below), so the lists stay intact and a block
  * handed out again just faults in fresh pages.  One page pinned by one
  * live block then no longer keeps half a MiB resident.  A block done is
@@ -202,12 +206,59 @@ static void page_trim(tess_page_t* page) {
   errno = saved;
 }
 
+/* Sparse medium pages wait on the heap's trim list until the free bytes
+ * they hold pass TESS_TRIM_BUDGET; then the oldest are trimmed down to half
+ * of it.  So a page that is soon filled again (churn) is not trimmed and
+ * faulted back in, and an idle program keeps at most the budget. */
+#define TESS_TRIM_BUDGET ((size_t)2 << 20)
+
+static void trim_remove(tess_heap_t* heap, size_t i) {
+  heap->trim[i].page->trim_pending = 0;
+  heap->trim_bytes -= heap->trim[i].bytes;
+  heap->trim_count--;
+  memmove(&heap->trim[i], &heap->trim[i + 1], (heap->trim_count - i) * sizeof heap->trim[0]);
+}
+
+/* The page leaves the heap (or is filled): forget it. */
+static void trim_forget(tess_heap_t* heap, tess_page_t* page) {
+  for (size_t i = 0; i < heap->trim_count; i++) {
+    if (heap->trim[i].page == page) {
+      trim_remove(heap, i);
+      return;
+    }
+  }
+}
+
+static void trim_note(tess_heap_t* heap, tess_page_t* page) {
+  size_t bytes = (size_t)(page->capacity - page->used) * page->block_size;
+  if (page->trim_pending) return;
+  if (heap->trim_count == TESS_TRIM_PENDING) {
+    tess_page_t* oldest = heap->trim[0].page;
+    trim_remove(heap, 0);
+    page_trim(oldest);
+  }
+  heap->trim[heap->trim_count].page = page;
+  heap->trim[heap->trim_count].bytes = bytes;
+  heap->trim_count++;
+  heap->trim_bytes += bytes;
+  page->trim_pending = 1;
+  if (heap->trim_bytes <= TESS_TRIM_BUDGET) return;
+  while (heap->trim_count > 0 && heap->trim_bytes > TESS_TRIM_BUDGET / 2) {
+    tess_page_t* oldest = heap->trim[0].page;
+    trim_remove(heap, 0);
+    page_trim(oldest);
+  }
+}
+
 /* A block of the page went back on the owner's lists: count it, retire an
- * empty page, and let a sparse medium page give back what it does not use. */
+ * empty page, and note a sparse medium page for trimming. */
 void _tess_page_freed(tess_heap_t* heap, tess_page_t* page) {
   if (--page->used == 0 && !_tess_page_retire(heap, page)) return; /* given back: its memory may be gone */
-  if (page->bin > TESS_BIN_SMALL_LAST && (size_t)page->used * 4 <= page->capacity && !_tess_purger_running()) {
-    page_trim(page);
+  /* Not the page at the front of its queue: the next allocations of its
+   * class come from there, and would fault right back in what it gave. */
+  if (page->bin > TESS_BIN_SMALL_LAST && (size_t)page->used * 4 <= page->capacity && page->prev != NULL &&
+      !_tess_purger_running()) {
+    trim_note(heap, page);
   }
 }
 

@@ -104,6 +104,7 @@
 #define TESS_DIRECT_COUNT (TESS_DIRECT_MAX / TESS_ALIGN + 1)
 #define TESS_REMOTE_BATCH 64                /* remote frees buffered per thread */
 #define TESS_REMOTE_CHAINS 4                /*   for at most this many heaps   */
+#define TESS_TRIM_PENDING 32                /* sparse medium pages awaiting a trim */
 
 #define TESS_BIN_SMALL_LAST 56              /* bin of 8 KiB */
 #define TESS_BIN_MEDIUM_LAST 88             /* bin of 128 KiB */
@@ -186,7 +187,8 @@ typedef struct tess_page_s {
   uint8_t dirty;               /* slice: free and touched since last purge   */
   uint8_t is_zero;             /* page: its memory was all zero when handed
                                   out (fresh or purged)                      */
-  uint8_t padding[3];
+  uint8_t trim_pending;        /* medium page: on its heap's trim list       */
+  uint8_t padding[2];
   uint32_t freed_at;           /* free span: ms clock when it last grew (its
                                   newest free memory)                        */
   uint32_t dirty_at;           /* slice: ms clock when it became dirty; the
@@ -272,6 +274,12 @@ typedef struct tess_heap_s {
                                   other heaps' pages, a chain per owner heap */
   _Atomic(size_t) page_bytes;  /* bytes of the pages it owns (statistics;
                                   written by the owner, read by anyone)      */
+  uint32_t trim_count;         /* sparse medium pages waiting to be trimmed,  */
+  size_t trim_bytes;           /*   the free bytes they hold (an estimate),   */
+  struct {                     /*   oldest first (page.c, _tess_page_freed)   */
+    tess_page_t* page;
+    size_t bytes;
+  } trim[TESS_TRIM_PENDING];
 } tess_heap_t;
 
 #endif /* TESS_TYPES_H */
