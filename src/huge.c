@@ -21,8 +21,9 @@
  * With TESSERA_HUGEPAGES (on by default), a huge mapping asks the kernel
  * for transparent huge pages (MADV_HUGEPAGE; honoured when the system's THP
  * mode is "madvise" or "always"): a program filling a 20 MiB buffer then
- * takes 10 faults instead of 5,000.  The price is RSS in 2 MiB steps for a
- * buffer touched sparsely; TESSERA_HUGEPAGES=0 turns it off.
+ * takes about 10 faults instead of 5,000.  The price is RSS in 2 MiB steps
+ * for a buffer touched sparsely (but not for the partial 2 MiB at its end);
+ * TESSERA_HUGEPAGES=0 turns it off.
  */
 #include "internal.h"
 
@@ -159,11 +160,11 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
   size_t offset = alignment > TESS_HUGE_OFFSET ? alignment : TESS_HUGE_OFFSET;
   size_t back = offset >> TESS_SEGMENT_SHIFT; /* segments from header to block: 0 or 2^k */
   if (size > PTRDIFF_MAX - offset - TESS_OS_PAGE_SIZE) return NULL;
+  /* Not rounded up to whole huge pages: the kernel backs only the 2 MiB
+   * ranges wholly inside the mapping with huge pages, so the partial one at
+   * the end faults 4 KiB at a time, and is resident only as far as it is
+   * used (a 3 MiB buffer takes 3 MiB, not 4). */
   size_t total = huge_total(offset, size);
-  if (_tess_options.hugepages) {
-    /* whole huge pages: a partial one at the end would fault 4 KiB at a time */
-    total = (total + TESS_HUGE_PAGE_SIZE - 1) & ~(TESS_HUGE_PAGE_SIZE - 1);
-  }
   if (!_tess_purger_running()) _tess_huge_cache_purge(false); /* expire inline */
   if (offset == TESS_HUGE_OFFSET && !zero) {
     void* p = huge_from_cache(total); /* cached memory is not zero */
