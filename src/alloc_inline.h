@@ -54,8 +54,10 @@ TESS_NOINLINE void _tess_free_page(tess_page_t* page, void* p, const char* call)
 
 static inline void _tess_free_inline(void* p, const char* call) {
   uintptr_t a = (uintptr_t)p;
-  if (tess_likely(_tess_segmap_get(a) == TESS_SEGMAP_NORMAL)) {
-    tess_segment_t* seg = _tess_segment_of(p);
+  uintptr_t i = a >> TESS_SEGMENT_SHIFT;
+  /* A plain byte load (relaxed atomic on x86), so it folds into the compare. */
+  if (tess_likely(i < TESS_SEGMAP_ENTRIES && ((const uint8_t*)_tess_segmap)[i] == TESS_SEGMAP_NORMAL)) {
+    tess_segment_t* seg = (tess_segment_t*)(i << TESS_SEGMENT_SHIFT);
     tess_page_t* page = _tess_page_of(seg, p);
     if (tess_likely(page->heap == (uintptr_t)_tess_heap_get())) {
       tess_block_t* b = (tess_block_t*)p;
