@@ -42,13 +42,6 @@ static inline bool _tess_maybe_double_free(const tess_page_t* page, const tess_b
   return (b->mark ^ page->key) <= 1;
 }
 
-/* Put b on the front of a free list of its page. */
-static inline void _tess_block_push(const tess_page_t* page, tess_block_t** list, tess_block_t* b) {
-  b->mark = _tess_mark_free(page);
-  b->next = _tess_link_encode(page, *list);
-  *list = b;
-}
-
 TESS_NOINLINE void _tess_free_local_checked(tess_page_t* page, tess_block_t* b, const char* call);
 TESS_NOINLINE void _tess_free_page(tess_page_t* page, void* p, const char* call);
 

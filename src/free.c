@@ -48,9 +48,7 @@ void _tess_free_local_checked(tess_page_t* page, tess_block_t* b, const char* ca
   tess_heap_t* heap = _tess_page_owner(page);
   int saved = errno;
   if (page->in_full) _tess_page_unfull(heap, page);
-  if (page->bin > TESS_BIN_SMALL_LAST) ((uintptr_t*)b)[2] = 0; /* resident again: not trimmed */
-  _tess_block_push(page, &page->local_free, b);
-  _tess_page_freed(heap, page);
+  _tess_page_free_block(heap, page, b);
   errno = saved;
 }
 
@@ -96,8 +94,8 @@ static void push_remote(tess_page_t* page, tess_block_t* head, tess_block_t* tai
  * heap of its own.)
  *
  * A block in flight carries the in-flight mark in its first word and is
- * linked, plainly, through its second (tess_block_t).  The mark makes a second free of it look suspicious
- * everywhere: to the sender (which then looks in its chains), to the owner
+ * linked, plainly, through its second (tess_block_t).  The mark makes a
+ * second free of it look suspicious everywhere: to the sender (which then looks in its chains), to the owner
  * (which drains its inbox before looking in its lists), and to the owner
  * when it drains (a block whose mark is gone was freed twice, or written
  * after it was freed). */
@@ -137,9 +135,7 @@ static void free_from_message(tess_heap_t* heap, tess_block_t* b) {
     }
   }
   if (page->in_full) _tess_page_unfull(heap, page);
-  if (page->bin > TESS_BIN_SMALL_LAST) ((uintptr_t*)b)[2] = 0; /* resident again: not trimmed */
-  _tess_block_push(page, &page->local_free, b);
-  _tess_page_freed(heap, page);
+  _tess_page_free_block(heap, page, b);
 }
 
 /* Take the inbox and free every block in it. */

@@ -10,12 +10,11 @@
  *   | header | block .......................................... |
  *
  * Freed plain huge blocks (offset 256) are kept, resident, in a small cache
- * for the purge delay, and the next huge allocation takes the most recent
- * one, resized with mremap to exactly what it needs: a program that
- * allocates and frees big buffers in turn neither maps nor faults in fresh
- * memory every time.  The purger, or without it the next allocator calls,
- * unmap what has waited out the delay; see huge_cache_cap for how much is
- * kept.  The cache has its own leaf lock; no system call is made while it
+ * for the purge delay, and the next huge allocation reuses one (see
+ * huge_from_cache): a program that allocates and frees big buffers in turn
+ * neither maps nor faults in fresh memory every time.  The purger, or
+ * without it the next allocator calls, unmap what has waited out the
+ * delay; see huge_cache_cap for how much is kept.  The cache has its own leaf lock; no system call is made while it
  * is held.
  *
  * With TESSERA_HUGEPAGES (on by default), a huge mapping asks the kernel
@@ -36,7 +35,6 @@ _Static_assert(offsetof(tess_segment_t, slices) + sizeof(tess_page_t) <= TESS_HU
                "a huge block's header fits before it");
 
 #define TESS_HUGE_CACHE_SLOTS 8
-#define TESS_HUGE_PAGE_SIZE ((size_t)2 << 20)
 #define TESS_HUGE_CACHE_MAX ((size_t)64 << 20)
 
 static struct {
@@ -87,6 +85,30 @@ static tess_segment_t* huge_remap(tess_segment_t* seg, size_t total) {
   return dest;
 }
 
+/* huge_remap, with the segment map and the committed bytes kept in step:
+ * the header is then set up by the caller. */
+static tess_segment_t* huge_resize(tess_segment_t* seg, size_t total) {
+  size_t old = seg->mapped;
+  tess_segment_t* dest = huge_remap(seg, total);
+  if (dest == NULL) return NULL;
+  if (dest != seg) {
+    _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
+    _tess_segmap_set((uintptr_t)dest, TESS_SEGMAP_HUGE);
+  }
+  if (total > old) _tess_os_committed_add(total - old);
+  else _tess_os_committed_sub(old - total);
+  dest->mapped = total;
+  return dest;
+}
+
+static void huge_unmap(tess_segment_t* seg) {
+  size_t offset = (size_t)(seg->slices[0].start - (uint8_t*)seg);
+  if (offset >= TESS_SEGMENT_SIZE) _tess_segmap_set((uintptr_t)seg->slices[0].start, TESS_SEGMAP_NONE);
+  _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
+  _tess_os_committed_sub(seg->mapped);
+  _tess_os_unmap(seg->map_base, seg->mapped);
+}
+
 /* Add a free huge segment to the cache (the caller made room). */
 static void cache_put(tess_segment_t* seg, uint64_t freed_at) {
   size_t i = cache.count++;
@@ -133,19 +155,11 @@ static void* huge_from_cache(size_t total) {
   _tess_unlock(&cache.lock);
   size_t old = seg->mapped;
   if (old < total || (old - total > TESS_HUGE_CACHE_MAX / 2 && old / 4 > total)) {
-    tess_segment_t* dest = huge_remap(seg, total);
+    tess_segment_t* dest = huge_resize(seg, total);
     if (dest == NULL) {
-      _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
-      _tess_os_committed_sub(old);
-      _tess_os_unmap(seg, old);
+      huge_unmap(seg);
       return NULL;
     }
-    if (dest != seg) {
-      _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
-      _tess_segmap_set((uintptr_t)dest, TESS_SEGMAP_HUGE);
-    }
-    if (total > old) _tess_os_committed_add(total - old);
-    else _tess_os_committed_sub(old - total);
     seg = dest;
   } else {
     total = old; /* the rest stays with the block */
@@ -203,14 +217,6 @@ tess_segment_t* _tess_huge_segment_of(const void* p, uint8_t map_value) {
   return seg;
 }
 
-static void huge_unmap(tess_segment_t* seg) {
-  size_t offset = (size_t)(seg->slices[0].start - (uint8_t*)seg);
-  if (offset >= TESS_SEGMENT_SIZE) _tess_segmap_set((uintptr_t)seg->slices[0].start, TESS_SEGMAP_NONE);
-  _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
-  _tess_os_committed_sub(seg->mapped);
-  _tess_os_unmap(seg->map_base, seg->mapped);
-}
-
 /* How many bytes of freed huge blocks the cache may hold: none under an
  * address-space limit (the program's own mmaps may need it), else
  * TESS_HUGE_CACHE_MAX.  The purger unmaps them once the delay has passed;
@@ -227,19 +233,18 @@ void _tess_huge_free(tess_segment_t* seg) {
   atomic_fetch_sub_explicit(&_tess_os.huge_count, 1, memory_order_relaxed);
   atomic_fetch_sub_explicit(&_tess_os.huge_bytes, seg->mapped, memory_order_relaxed);
   size_t cap = offset == TESS_HUGE_OFFSET ? huge_cache_cap() : 0;
-  if (cap >= TESS_HUGE_PAGE_SIZE && seg->mapped > cap) {
-    /* A block bigger than the cap keeps its head (shrunk in place): the
-     * next big buffer then faults in only the rest. */
-    size_t keep = cap & ~(TESS_HUGE_PAGE_SIZE - 1);
-    if (_tess_prim_remap(seg, seg->mapped, keep, NULL, false) == 0) {
-      atomic_fetch_sub_explicit(&_tess_os.mapped, seg->mapped - keep, memory_order_relaxed);
-      _tess_os_committed_sub(seg->mapped - keep);
-      huge_setup(seg, keep, TESS_HUGE_OFFSET);
+  if (cap != 0 && seg->mapped > cap) {
+    /* A block bigger than the cap keeps its head (shrinking stays in
+     * place): the next big buffer then faults in only the rest. */
+    tess_segment_t* kept = huge_resize(seg, cap);
+    if (kept != NULL) {
+      seg = kept;
+      huge_setup(seg, cap, TESS_HUGE_OFFSET);
     } else {
-      cap = 0;
+      cap = 0; /* seg is intact: unmapped below */
     }
   }
-  if (cap >= TESS_HUGE_PAGE_SIZE) {
+  if (cap != 0) {
     tess_segment_t* evict[TESS_HUGE_CACHE_SLOTS];
     size_t nevict = 0;
     _tess_lock(&cache.lock);
@@ -265,14 +270,10 @@ void _tess_huge_cache_purge(bool force) {
   tess_segment_t* out[TESS_HUGE_CACHE_SLOTS];
   size_t n = 0;
   _tess_lock(&cache.lock);
-  while (n < cache.count && (force || now - cache.freed_at[n] >= (uint64_t)_tess_options.purge_delay_ms)) {
-    out[n] = cache.seg[n];
-    cache.bytes -= out[n]->mapped;
-    n++;
+  while (cache.count > 0 && (force || now - cache.freed_at[0] >= (uint64_t)_tess_options.purge_delay_ms)) {
+    out[n++] = cache.seg[0];
+    cache_take(0);
   }
-  cache.count -= n;
-  memmove(&cache.seg[0], &cache.seg[n], cache.count * sizeof cache.seg[0]);
-  memmove(&cache.freed_at[0], &cache.freed_at[n], cache.count * sizeof cache.freed_at[0]);
   _tess_unlock(&cache.lock);
   for (size_t i = 0; i < n; i++) huge_unmap(out[i]);
 }
@@ -287,15 +288,9 @@ void* _tess_huge_realloc(tess_segment_t* seg, size_t size) {
   if (offset != TESS_HUGE_OFFSET || size > PTRDIFF_MAX - 2 * TESS_OS_PAGE_SIZE) return NULL;
   size_t total = huge_total(offset, size);
   size_t old = seg->mapped;
-  tess_segment_t* dest = huge_remap(seg, total);
+  tess_segment_t* dest = huge_resize(seg, total);
   if (dest == NULL) return NULL;
-  if (dest != seg) {
-    _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
-    _tess_segmap_set((uintptr_t)dest, TESS_SEGMAP_HUGE);
-  }
   atomic_fetch_add_explicit(&_tess_os.huge_bytes, total - old, memory_order_relaxed);
-  if (total > old) _tess_os_committed_add(total - old);
-  else _tess_os_committed_sub(old - total);
   huge_setup(dest, total, offset);
   return dest->slices[0].start;
 }

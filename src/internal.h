@@ -135,6 +135,13 @@ static inline uintptr_t _tess_mark_in_flight(const tess_page_t* page) { return p
 /* In the third word of a free medium block whose inside was given back. */
 static inline uintptr_t _tess_mark_trimmed(const tess_page_t* page) { return page->key ^ 2; }
 
+/* Put b on the front of a free list of its page. */
+static inline void _tess_block_push(const tess_page_t* page, tess_block_t** list, tess_block_t* b) {
+  b->mark = _tess_mark_free(page);
+  b->next = _tess_link_encode(page, *list);
+  *list = b;
+}
+
 /* The heap that owns a small or medium page, and the tagged value of
  * page->heap for an owner (types.h, TESS_HEAP_TAG_*). */
 static inline tess_heap_t* _tess_page_owner(const tess_page_t* page) {
@@ -142,7 +149,7 @@ static inline tess_heap_t* _tess_page_owner(const tess_page_t* page) {
 }
 bool _tess_purger_running(void); /* purger.c */
 static inline uintptr_t _tess_page_heap_tagged(const tess_page_t* page, const void* heap, bool full) {
-  bool trims = page->bin > TESS_BIN_SMALL_LAST && !_tess_purger_running(); /* see _tess_page_freed */
+  bool trims = page->bin > TESS_BIN_SMALL_LAST && !_tess_purger_running(); /* see _tess_page_free_block */
   return (uintptr_t)heap | (trims ? TESS_HEAP_TAG_MEDIUM : 0) | (full ? TESS_HEAP_TAG_FULL : 0);
 }
 
@@ -197,7 +204,7 @@ size_t _tess_heap_bytes_in_use(tess_heap_t* heap); /* page.c, owner only */
 void* _tess_page_malloc_slow(tess_heap_t* heap, size_t size);
 void _tess_page_collect(tess_page_t* page);
 bool _tess_page_retire(tess_heap_t* heap, tess_page_t* page); /* false: the page went back to the arena */
-void _tess_page_freed(tess_heap_t* heap, tess_page_t* page); /* one block back: used--, retire or trim */
+void _tess_page_free_block(tess_heap_t* heap, tess_page_t* page, tess_block_t* b); /* owner's slow-path free */
 void _tess_page_unfull(tess_heap_t* heap, tess_page_t* page);
 void _tess_heap_release_pages(tess_heap_t* heap, bool all_empty);
 void _tess_heap_park_pages(tess_heap_t* heap);

@@ -176,16 +176,16 @@ bool _tess_page_retire(tess_heap_t* heap, tess_page_t* page) {
 
 /* In a program without the purger (single-threaded), a medium page that is
  * mostly free (a quarter of its blocks in use or fewer, or none, kept as
- * its class's last page) gives, once it is trimmed (see trim_note), the
- * inside of its free blocks back to the OS: the whole OS pages past its first three words
- * (its mark, link and the mark below), so the lists stay intact and a block
- * handed out again just faults in fresh pages.  One page pinned by one
- * live block then no longer keeps half a MiB resident.  A block done is
- * marked in its third word (_tess_mark_trimmed; cleared when it is freed
- * again), so each is given back once.  Owner only.  With the purger (a
- * multi-threaded program) pages are not trimmed: there, a system call per
- * block and the faults to reuse it cost 4-5x on churn (xchurn, leakexit),
- * and madvise must shoot down other CPUs' TLBs. */
+ * its class's last page) gives, once its turn comes (see trim_note), the
+ * inside of its free blocks back to the OS: the whole OS pages past their
+ * first three words (mark, link, and the mark below), so the lists stay
+ * intact and a block handed out again just faults in fresh pages.  One
+ * page pinned by one live block then no longer keeps half a MiB resident.
+ * A block done is marked in its third word (_tess_mark_trimmed; cleared
+ * when it is freed again), so each is given back once.  Owner only.  With
+ * the purger (a multi-threaded program) pages are not trimmed: there, a
+ * system call per block and the faults to reuse it cost 4-5x on churn
+ * (xchurn, leakexit), and madvise must shoot down other CPUs' TLBs. */
 static void page_trim(tess_page_t* page) {
   size_t bsize = page->block_size;
   uintptr_t done = _tess_mark_trimmed(page);
@@ -229,35 +229,36 @@ static void trim_forget(tess_heap_t* heap, tess_page_t* page) {
   }
 }
 
+static void trim_oldest(tess_heap_t* heap) {
+  tess_page_t* oldest = heap->trim[0].page;
+  trim_remove(heap, 0);
+  page_trim(oldest);
+}
+
 static void trim_note(tess_heap_t* heap, tess_page_t* page) {
-  size_t bytes = (size_t)(page->capacity - page->used) * page->block_size;
   if (page->trim_pending) return;
-  if (heap->trim_count == TESS_TRIM_PENDING) {
-    tess_page_t* oldest = heap->trim[0].page;
-    trim_remove(heap, 0);
-    page_trim(oldest);
-  }
+  if (heap->trim_count == TESS_TRIM_PENDING) trim_oldest(heap);
+  size_t bytes = (size_t)(page->capacity - page->used) * page->block_size;
   heap->trim[heap->trim_count].page = page;
   heap->trim[heap->trim_count].bytes = bytes;
   heap->trim_count++;
   heap->trim_bytes += bytes;
   page->trim_pending = 1;
   if (heap->trim_bytes <= TESS_TRIM_BUDGET) return;
-  while (heap->trim_count > 0 && heap->trim_bytes > TESS_TRIM_BUDGET / 2) {
-    tess_page_t* oldest = heap->trim[0].page;
-    trim_remove(heap, 0);
-    page_trim(oldest);
-  }
+  while (heap->trim_count > 0 && heap->trim_bytes > TESS_TRIM_BUDGET / 2) trim_oldest(heap);
 }
 
-/* A block of the page went back on the owner's lists: count it, retire an
- * empty page, and note a sparse medium page for trimming. */
-void _tess_page_freed(tess_heap_t* heap, tess_page_t* page) {
+/* Free b into its page, which this thread owns (the slow path of free, and
+ * frees other threads sent here): back on local_free, counted, an empty
+ * page retired, a sparse medium page noted for trimming. */
+void _tess_page_free_block(tess_heap_t* heap, tess_page_t* page, tess_block_t* b) {
+  bool medium = page->bin > TESS_BIN_SMALL_LAST;
+  if (medium) ((uintptr_t*)b)[2] = 0; /* resident again: not trimmed */
+  _tess_block_push(page, &page->local_free, b);
   if (--page->used == 0 && !_tess_page_retire(heap, page)) return; /* given back: its memory may be gone */
   /* Not the page at the front of its queue: the next allocations of its
    * class come from there, and would fault right back in what it gave. */
-  if (page->bin > TESS_BIN_SMALL_LAST && (size_t)page->used * 4 <= page->capacity && page->prev != NULL &&
-      !_tess_purger_running()) {
+  if (medium && (size_t)page->used * 4 <= page->capacity && page->prev != NULL && !_tess_purger_running()) {
     trim_note(heap, page);
   }
 }

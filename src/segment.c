@@ -26,7 +26,6 @@ typedef struct tess_span_range_s {
   bool all;                    /* purge every dirty slice, due or not */
 } tess_span_range_t;
 
-
 static struct {
   tess_lock_t lock;
   uint32_t generation;
@@ -216,8 +215,9 @@ bool _tess_arena_frugal(void) { return !_tess_purger_running() || _tess_address_
 
 static size_t dirty_max_slices(void) {
   /* Keep at most TESSERA_DIRTY_MAX MiB (but no more than 1/8 of what is in
-   * use), plus a share of what is in use, of free memory unpurged: enough to absorb churn, little enough that RSS
-   * follows the live data down when the program frees.  With the purger
+   * use), plus a share of what is in use, of free memory unpurged: enough
+   * to absorb churn, little enough that RSS follows the live data down when
+   * the program frees.  With the purger
    * thread, time takes care of an idle program, and memory freed and soon
    * reused adds nothing to the peak, so the share is what was in use
    * recently (a program that frees a generation of data and builds the
@@ -290,7 +290,8 @@ void _tess_arena_purge(bool force) {
           uint32_t age = (uint32_t)now - span->freed_at;
           /* Due once it has waited out the delay; everything is due when
            * forced or while the dirty total is over its cap. */
-          if (count == TESS_SPAN_MAX && (force || excess > 0 || age >= delay) && nunmap < TESS_PURGE_BATCH &&
+          bool all = force || excess > 0;
+          if (count == TESS_SPAN_MAX && (all || age >= delay) && nunmap < TESS_PURGE_BATCH &&
               segment_is_surplus(seg, force)) {
             /* wholly free, and one such segment is kept already: unmap */
             excess = excess > count ? excess - count : 0;
@@ -299,7 +300,6 @@ void _tess_arena_purge(bool force) {
             young_left = false;
             break;
           }
-          bool all = force || excess > 0;
           if (dirty && (all || due)) {
             bin_remove(span);
             span->kind = TESS_PAGE_PURGING;

@@ -146,8 +146,8 @@ typedef enum tess_page_kind_e {
 /* page->heap holds the owner heap pointer with tag bits that make the free
  * fast path (which compares page->heap with the thread's heap) send a free
  * to the slow path: FULL while the page is on the owner's full list, MEDIUM
- * always on a medium page (its frees check whether the page has become
- * sparse, see _tess_page_trim). */
+ * on a medium page made while the purger was not running (its frees check
+ * whether the page has become sparse, see _tess_page_free_block). */
 #define TESS_HEAP_TAG_FULL 1UL
 #define TESS_HEAP_TAG_MEDIUM 2UL
 #define TESS_HEAP_TAG_MASK 3UL
@@ -276,7 +276,7 @@ typedef struct tess_heap_s {
                                   written by the owner, read by anyone)      */
   uint32_t trim_count;         /* sparse medium pages waiting to be trimmed,  */
   size_t trim_bytes;           /*   the free bytes they hold (an estimate),   */
-  struct {                     /*   oldest first (page.c, _tess_page_freed)   */
+  struct {                     /*   oldest first (page.c, trim_note)         */
     tess_page_t* page;
     size_t bytes;
   } trim[TESS_TRIM_PENDING];

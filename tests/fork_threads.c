@@ -279,6 +279,15 @@ static void fork_handler(int sig) {
   errno = saved;
 }
 
+/* Install handler for sig (no flags, empty mask); sigaction's result. */
+static int set_handler(int sig, void (*handler)(int)) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = handler;
+  sigemptyset(&sa.sa_mask);
+  return sigaction(sig, &sa, NULL);
+}
+
 static atomic_bool idler_stop;
 static void* idler(void* arg) {
   /* a thread that never allocates: it only waits for signals */
@@ -288,13 +297,8 @@ static void* idler(void* arg) {
 static void wake(int sig) {}
 
 static void scenario_signal(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = fork_handler;
-  sigemptyset(&sa.sa_mask);
-  CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
-  sa.sa_handler = wake;
-  CHECK(sigaction(SIGUSR2, &sa, NULL) == 0);
+  CHECK(set_handler(SIGUSR1, fork_handler) == 0);
+  CHECK(set_handler(SIGUSR2, wake) == 0);
 
   start_workers();
   pthread_t idle;
@@ -346,11 +350,7 @@ static void inmalloc_handler(int sig) {
 }
 
 static void scenario_signal_in_malloc(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = inmalloc_handler;
-  sigemptyset(&sa.sa_mask);
-  CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+  CHECK(set_handler(SIGUSR1, inmalloc_handler) == 0);
   start_workers();
   enum { SIGNALS = 300 };
   for (int i = 0; i < SIGNALS; i++) {
