@@ -6,14 +6,15 @@
 bool _tess_page_is_valid(tess_page_t* page) {
   if (page->kind != TESS_PAGE_SMALL && page->kind != TESS_PAGE_MEDIUM) return false;
   if (page->capacity > page->reserved || page->used > page->capacity) return false;
-  if (page->area != page->capacity * page->block_size) return false;
+  if (page->div_magic != _tess_div_magic(page->block_size) ||
+      page->limit != page->capacity * (page->div_magic * page->block_size)) return false;
   if (_tess_bin_size(page->bin) != page->block_size) return false;
   uint32_t free_count = 0;
   tess_block_t* lists[2] = {page->free, page->local_free};
   for (int l = 0; l < 2; l++) {
     for (tess_block_t* b = lists[l]; b != NULL; b = _tess_link_decode(page, b->next)) {
       uintptr_t off = (uintptr_t)b - (uintptr_t)page->start;
-      if (off >= page->area || off % page->block_size != 0) return false;
+      if (off >= _tess_page_area(page) || off % page->block_size != 0) return false;
       if (++free_count > page->capacity) return false; /* a cycle */
     }
   }

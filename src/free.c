@@ -25,7 +25,7 @@ static bool block_is_free(tess_page_t* page, tess_block_t* b) {
     uint32_t steps = 0;
     for (tess_block_t* x = lists[l]; x != NULL && steps <= page->capacity; x = _tess_link_decode(page, x->next), steps++) {
       if (x == b) return true;
-      if ((uintptr_t)x - (uintptr_t)page->start >= page->area) break; /* corrupt link */
+      if ((uintptr_t)x - (uintptr_t)page->start >= _tess_page_area(page)) break; /* corrupt link */
     }
   }
   return false;
@@ -235,9 +235,11 @@ static tess_page_t* page_checked(const void* p, const char* call, tess_segment_t
   _tess_error(call, p, "invalid pointer (not allocated by tessera)");
 }
 
-/* The fast path found the page but not as this thread's: another thread's
- * page, a full page of ours, a large block, or something invalid. */
-void _tess_free_page(tess_page_t* page, void* p, const char* call) {
+/* The fast path found p's slice but not as a page of this thread's: a
+ * slice of a longer span (medium or large), another thread's page, a full
+ * page of ours, or something invalid. */
+void _tess_free_page(tess_page_t* slice, void* p, const char* call) {
+  tess_page_t* page = _tess_span_head(slice);
   if (tess_likely((page->kind == TESS_PAGE_SMALL || page->kind == TESS_PAGE_MEDIUM) &&
                   _tess_is_block_start(page, (uintptr_t)p - (uintptr_t)page->start))) {
     if (_tess_page_owner(page) != _tess_heap_get()) free_remote(page, (tess_block_t*)p, call);

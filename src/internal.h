@@ -105,15 +105,53 @@ static inline tess_segment_t* _tess_segment_of(const void* p) {
   return (tess_segment_t*)((uintptr_t)p & ~TESS_SEGMENT_MASK);
 }
 
+/* The descriptor of the slice holding p (p inside a normal segment): the
+ * page itself for a one-slice (small) page.  A slice inside a longer span
+ * has heap == 0, so the free fast path, which compares heap with the
+ * thread's own, never takes one for a page. */
+static inline tess_page_t* _tess_slice_of(tess_segment_t* seg, const void* p) {
+  uintptr_t desc = (((uintptr_t)p & TESS_SEGMENT_MASK) >> TESS_SLICE_SHIFT) << TESS_PAGE_DESC_SHIFT;
+  return (tess_page_t*)((uint8_t*)seg->slices + desc);
+}
+
+/* The span head of a slice descriptor. */
+static inline tess_page_t* _tess_span_head(tess_page_t* slice) {
+  return (tess_page_t*)((uint8_t*)slice - slice->slice_offset);
+}
+
 /* The span head of the slice holding p (p inside a normal segment). */
 static inline tess_page_t* _tess_page_of(tess_segment_t* seg, const void* p) {
-  uintptr_t desc = (((uintptr_t)p & TESS_SEGMENT_MASK) >> TESS_SLICE_SHIFT) << TESS_PAGE_DESC_SHIFT;
-  tess_page_t* slice = (tess_page_t*)((uint8_t*)seg->slices + desc);
-  return (tess_page_t*)((uint8_t*)slice - slice->slice_offset);
+  return _tess_span_head(_tess_slice_of(seg, p));
 }
 
 static inline uint8_t* _tess_slice_start(tess_segment_t* seg, tess_page_t* slice) {
   return (uint8_t*)seg + ((size_t)(slice - seg->slices) << TESS_SLICE_SHIFT);
+}
+
+/* ---- block boundaries ----------------------------------------------------
+ * With M = floor(2^64/d) + 1 for block size d (< 2^32), M*d = 2^64 + e for
+ * some 1 <= e <= d.  For an offset x = k*d + s (0 <= s < d, x below 2^32),
+ * x*M mod 2^64 is k*e when s == 0 and at least M otherwise; an offset
+ * before the start wraps to at least M - e - x as well.  So x is the start
+ * of one of the first `capacity` blocks iff x*M < capacity*e: one multiply
+ * and one compare (_tess_is_block_start), kept in page->div_magic and
+ * page->limit. */
+static inline uint64_t _tess_div_magic(size_t d) {
+  uint64_t m = UINT64_MAX / d + 1;
+  return (d & (d - 1)) == 0 ? m + 1 : m; /* floor(2^64/d): one more for d = 2^k */
+}
+
+/* The page holds blocks of bsize bytes, `capacity` of them carved. */
+static inline void _tess_page_set_blocks(tess_page_t* page, size_t bsize, uint32_t capacity) {
+  page->block_size = (uint32_t)bsize;
+  page->div_magic = _tess_div_magic(bsize);
+  page->capacity = capacity;
+  page->limit = capacity * (page->div_magic * bsize);
+}
+
+/* Bytes of the carved blocks. */
+static inline size_t _tess_page_area(const tess_page_t* page) {
+  return (size_t)page->capacity * page->block_size;
 }
 
 /* ---- free-list links ------------------------------------------------------ */

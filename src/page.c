@@ -77,14 +77,12 @@ static void page_init(tess_heap_t* heap, tess_page_t* page, size_t bin, bool is_
   size_t bsize = _tess_bin_size(bin);
   size_t bytes = (size_t)page->slice_count << TESS_SLICE_SHIFT;
   page->start = _tess_slice_start(seg, page);
-  page->block_size = (uint32_t)bsize;
   page->reserved = (uint32_t)(bytes / bsize);
-  page->area = 0; /* grows with capacity: never-carved blocks are not blocks */
-  page->div_magic = UINT64_MAX / bsize + 1;
+  _tess_page_set_blocks(page, bsize, 0); /* never-carved blocks are not blocks */
   page->key = next_key(heap);
   page->bin = (uint8_t)bin;
   page->free = page->local_free = NULL;
-  page->used = page->capacity = 0;
+  page->used = 0;
   page->in_full = 0;
   page->trim_pending = 0;
   page->is_zero = is_zero;
@@ -112,8 +110,7 @@ static void page_extend(tess_page_t* page) {
   ((tess_block_t*)p)->mark = mark;
   ((tess_block_t*)p)->next = _tess_link_encode(page, NULL);
   page->free = (tess_block_t*)first;
-  page->capacity += (uint32_t)n;
-  page->area = page->capacity * (uint32_t)bsize;
+  _tess_page_set_blocks(page, bsize, page->capacity + (uint32_t)n);
 }
 
 /* Move other threads' frees and the owner's frees onto the free list. */
@@ -194,7 +191,7 @@ static void page_trim(tess_page_t* page) {
   for (int l = 0; l < 2; l++) {
     uint32_t steps = 0;
     for (tess_block_t* b = lists[l]; b != NULL && steps <= page->capacity; b = _tess_link_decode(page, b->next), steps++) {
-      if ((uintptr_t)b - (uintptr_t)page->start >= page->area) break; /* corrupt link */
+      if ((uintptr_t)b - (uintptr_t)page->start >= _tess_page_area(page)) break; /* corrupt link */
       uintptr_t* word = (uintptr_t*)b;
       if (word[2] == done) continue;
       uintptr_t lo = ((uintptr_t)(word + 3) + TESS_OS_PAGE_SIZE - 1) & ~(uintptr_t)(TESS_OS_PAGE_SIZE - 1);

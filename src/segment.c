@@ -129,7 +129,7 @@ static tess_page_t* span_insert_free(tess_segment_t* seg, size_t idx, size_t cou
   span->heap = 0;
   span->bin = 0;
   span->block_size = 0;
-  span->area = 0;
+  span->limit = 0;
   bin_insert(span);
   return span;
 }
@@ -487,8 +487,6 @@ void _tess_arena_span_free(tess_page_t* page) {
 
 /* ---- large blocks ------------------------------------------------------------- */
 
-static uint64_t div_magic(size_t d) { return UINT64_MAX / d + 1; }
-
 /* A large block: its own span, owned by no heap, freed from any thread. */
 void* _tess_arena_large_alloc(size_t size) {
   size_t bin = _tess_bin(size);
@@ -499,12 +497,10 @@ void* _tess_arena_large_alloc(size_t size) {
   if (page == NULL) return NULL;
   tess_segment_t* seg = _tess_segment_of(page);
   page->start = _tess_slice_start(seg, page);
-  page->block_size = (uint32_t)bsize;
-  page->area = (uint32_t)bsize;
-  page->div_magic = div_magic(bsize);
+  _tess_page_set_blocks(page, bsize, 1);
   page->bin = (uint8_t)bin;
   page->used = 1;
-  page->reserved = page->capacity = 1;
+  page->reserved = 1;
   page->heap = 0;
   page->is_zero = is_zero;
   atomic_fetch_add_explicit(&_tess_os.large_bytes, bsize, memory_order_relaxed);
@@ -550,9 +546,7 @@ bool _tess_arena_large_resize(tess_page_t* page, size_t size) {
   }
   atomic_fetch_add_explicit(&_tess_os.large_bytes, bsize - page->block_size, memory_order_relaxed);
   atomic_fetch_add_explicit(&_tess_os.pages_in_use_bytes, (want - have) << TESS_SLICE_SHIFT, memory_order_relaxed);
-  page->block_size = (uint32_t)bsize;
-  page->area = (uint32_t)bsize;
-  page->div_magic = div_magic(bsize);
+  _tess_page_set_blocks(page, bsize, 1);
   page->bin = (uint8_t)bin;
   return true;
 }

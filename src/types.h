@@ -43,7 +43,7 @@
  *
  * A page of blocks (small: one slice):
  *
- *   page->start                     start + area    start + reserved*size
+ *   page->start          start + capacity*size    start + reserved*size
  *   | block 0 | block 1 | block 2 | ... | block reserved-1 | tail waste |
  *   '---- carved (capacity) ------'-- not yet carved ------'
  *
@@ -162,15 +162,16 @@ typedef struct tess_page_s {
   uintptr_t heap;              /* owner heap | TESS_HEAP_TAG_*; 0 if none     */
   uintptr_t key;               /* XOR key of this page's free-list links     */
   uint8_t* start;              /* address of block 0                         */
-  uint64_t div_magic;          /* 2^64/block_size rounded up: x is a multiple
-                                  of block_size iff x*div_magic < div_magic
-                                  (mod 2^64), for x < 2^32                    */
-  uint32_t area;               /* capacity * block_size: bytes of the blocks
-                                  carved so far (all a free may name)        */
+  uint64_t div_magic;          /* floor(2^64 / block_size) + 1: see limit     */
+  uint64_t limit;              /* capacity * (div_magic * block_size mod 2^64):
+                                  x bytes from start is a carved block's start
+                                  iff x * div_magic < limit (mod 2^64), one
+                                  compare for both "a multiple of the block
+                                  size" and "inside the carved blocks"
+                                  (_tess_is_block_start)                     */
   uint32_t used;               /* blocks handed out, not yet back on the
                                   owner's lists (remote frees count as used
                                   until collected)                           */
-  uint32_t block_size;         /* bytes per block (the class size)           */
   uint32_t slice_offset;       /* bytes back from this descriptor to its
                                   span head; 0 on the head                   */
   /* ---- second line: slow paths ---- */
@@ -178,6 +179,7 @@ typedef struct tess_page_s {
   struct tess_page_s* next;    /* heap queue, full list or arena bin link    */
   struct tess_page_s* prev;
   struct tess_page_s* remote_next; /* link on heap->remote_pages            */
+  uint32_t block_size;         /* bytes per block (the class size)           */
   uint32_t capacity;           /* blocks carved onto the lists so far        */
   uint32_t reserved;           /* blocks that fit in the page                */
   uint32_t slice_count;        /* slices in this span (head only)            */
