@@ -190,8 +190,11 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
   tess_segment_t* seg = _tess_os_map_aligned(total, align, &base, &mapped);
   if (seg == NULL && _tess_release_all()) seg = _tess_os_map_aligned(total, align, &base, &mapped);
   if (seg == NULL) return NULL;
-  /* Advise before the header is written, or its 2 MiB would be small pages. */
-  if (_tess_options.hugepages) _tess_prim_hugepages(seg, total);
+  /* Advise before the header is written, or its 2 MiB would be small pages.
+   * Writing the header makes that first huge page resident at once, used or
+   * not, so a block spanning fewer than two (barnes' 3 MiB cell pool, with
+   * its spare capacity) keeps small pages: resident as far as it is used. */
+  if (_tess_options.hugepages && total >= 2 * TESS_THP_SIZE) _tess_prim_hugepages(seg, total);
   huge_setup(seg, total, offset);
   _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_HUGE);
   if (back > 0) {

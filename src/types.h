@@ -100,6 +100,7 @@
 #define TESS_SMALL_MAX (8 * 1024)           /* in 64 KiB pages: >= 8 blocks */
 #define TESS_MEDIUM_MAX (128 * 1024)        /* in 512 KiB pages: >= 4 blocks */
 #define TESS_LARGE_MAX (2 * 1024 * 1024)    /* one block per span */
+#define TESS_THP_SIZE (2 * 1024 * 1024)     /* a transparent huge page (x86-64) */
 #define TESS_DIRECT_MAX 1024                /* sizes served from heap->direct */
 #define TESS_DIRECT_COUNT (TESS_DIRECT_MAX / TESS_ALIGN + 1)
 #define TESS_REMOTE_BATCH 64                /* remote frees buffered per thread */

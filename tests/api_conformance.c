@@ -890,6 +890,46 @@ static void test_huge_reuse_bounded(void) {
   }
 }
 
+/* Does the mapping holding p carry the "hg" (MADV_HUGEPAGE) flag in
+ * /proc/self/smaps?  -1 if the mapping is not found. */
+static int mapping_has_hugepage_advice(const void* p) {
+  FILE* f = fopen("/proc/self/smaps", "r");
+  if (f == NULL) return -1;
+  char line[512];
+  int in = 0, found = -1;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) { /* a mapping's first line */
+      in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+    } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+      found = strstr(line, " hg") != NULL;
+      break;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
+/* Huge blocks ask for transparent huge pages only when they span at least
+ * two: the header makes the first resident at once, which must not cost a
+ * 3 MiB buffer 2 MiB it may never use. */
+static void test_huge_page_advice(void) {
+  if (!expect_tessera || access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0) return;
+  const char* opt = getenv("TESSERA_HUGEPAGES");
+  int on = opt == NULL || strcmp(opt, "0") != 0;
+  do_trim(); /* no cached bigger block may serve the 3 MiB request */
+  void* small = A->malloc(3 * MiB);
+  void* big = A->malloc(16 * MiB);
+  CHECK(small != NULL && big != NULL);
+  if (small && big) {
+    CHECK_MSG(mapping_has_hugepage_advice(small) == 0, "a 3 MiB block's mapping is advised for huge pages");
+    CHECK_MSG(mapping_has_hugepage_advice(big) == on, "16 MiB block: huge-page advice %d, expected %d",
+              mapping_has_hugepage_advice(big), on);
+  }
+  A->free(small);
+  A->free(big);
+}
+
 /* In a single-threaded program, medium pages that only a few live blocks
  * pin give the inside of their free blocks back: RSS drops with the data
  * even though no page is wholly free.  The live blocks keep their
@@ -1308,6 +1348,7 @@ int main(int argc, char** argv) {
   test_usable_size_constant();
   test_trim_returns_memory();
   test_huge_reuse_bounded();
+  test_huge_page_advice();
   test_sparse_pages_return_memory();
   test_impossible();
   test_served_by_tessera();
