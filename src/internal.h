@@ -241,7 +241,15 @@ size_t _tess_heap_bytes_in_use(tess_heap_t* heap); /* page.c, owner only */
 /* page.c */
 void* _tess_page_malloc_slow(tess_heap_t* heap, size_t size);
 void _tess_page_collect(tess_page_t* page);
-bool _tess_page_retire(tess_heap_t* heap, tess_page_t* page); /* false: the page went back to the arena */
+bool _tess_page_retire_queued(tess_heap_t* heap, tess_page_t* page);
+
+/* A page's last block came back: keep the page or give it back to the arena
+ * (false: given back).  The commonest case, a page alone in its queue (a
+ * malloc/free loop that empties it every time), is decided inline. */
+static inline bool _tess_page_retire(tess_heap_t* heap, tess_page_t* page) {
+  if (page->prev == NULL && page->next == NULL && !page->in_full) return true;
+  return _tess_page_retire_queued(heap, page);
+}
 void _tess_page_free_block(tess_heap_t* heap, tess_page_t* page, tess_block_t* b); /* owner's slow-path free */
 void _tess_page_unfull(tess_heap_t* heap, tess_page_t* page);
 void _tess_heap_release_pages(tess_heap_t* heap, bool all_empty);

@@ -157,12 +157,12 @@ static void page_free(tess_heap_t* heap, tess_page_t* page) {
   _tess_arena_span_free(page);
 }
 
-/* A page's last block came back.  Keep it if it is the only page of its
- * class (so a malloc/free loop at a page boundary does not map and unmap);
- * keep it too while other threads' frees may still name it
+/* A page's last block came back and it is not alone in its queue (see
+ * _tess_page_retire).  Keep it if it is still the only page of its class
+ * with blocks to give (so a malloc/free loop at a page boundary does not map
+ * and unmap); keep it too while other threads' frees may still name it
  * (xthread state not NORMAL: it is, or is about to be, on remote_pages). */
-bool _tess_page_retire(tess_heap_t* heap, tess_page_t* page) {
-  if (page->prev == NULL && page->next == NULL && !page->in_full) return true; /* alone in its queue */
+bool _tess_page_retire_queued(tess_heap_t* heap, tess_page_t* page) {
   if (page->in_full) _tess_page_unfull(heap, page);
   if (xfree_state(page) != TESS_XFREE_NORMAL) return true;
   tess_page_queue_t* q = &heap->queues[page->bin];
