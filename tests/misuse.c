@@ -297,6 +297,34 @@ static void c_double_free_cross_thread(void) {
   for (int i = 0; i < 10000; i++) (void)v_malloc(64);
 }
 
+/* Medium blocks past the first slice of their page, in a program with
+ * threads (so the background purger runs and medium pages are not tagged
+ * for the slow path): the free fast path reads the slice's own descriptor,
+ * which must send these to the checks, not treat them as a page. */
+static void* nothing(void* a) { return a; }
+static void with_threads(void) {
+  pthread_t t;
+  pthread_create(&t, NULL, nothing, NULL);
+  pthread_join(t, NULL);
+  v_free(v_malloc(1 << 20)); /* free memory appears: the purger starts */
+  usleep(20000);
+}
+static void c_free_interior_medium_later_slice(void) {
+  with_threads();
+  char* p[8];
+  for (int i = 0; i < 8; i++) p[i] = v_malloc(40000);
+  announce(p[5] + 4096);
+  v_free(p[5] + 4096);
+}
+static void c_double_free_medium_later_slice(void) {
+  with_threads();
+  char* p[8];
+  for (int i = 0; i < 8; i++) p[i] = v_malloc(40000);
+  v_free(p[5]);
+  v_free(p[6]);
+  announce(p[5]);
+  v_free(p[5]);
+}
 typedef struct misuse_case_s {
   const char* name;
   void (*run)(void);
@@ -313,6 +341,8 @@ static const misuse_case_t cases[] = {
     {"free of block start + 8", c_free_plus8, "free", "invalid pointer", 0},
     {"free of block start + 1", c_free_plus1, "free", "invalid pointer", 0},
     {"free of an interior pointer (medium)", c_free_interior_medium, "free", "invalid pointer", 0},
+    {"free of an interior pointer (medium, later slice, threads)", c_free_interior_medium_later_slice, "free",
+     "invalid pointer", 0},
     {"free of an interior pointer (large)", c_free_interior_large, "free", "invalid pointer", 0},
     {"free of an interior pointer (huge)", c_free_interior_huge, "free", "invalid pointer", 0},
     {"free of huge block start + 8", c_free_plus8_huge, "free", "invalid pointer", 0},
@@ -326,6 +356,7 @@ static const misuse_case_t cases[] = {
     {"double free (small, other block freed between)", c_double_free_small_between, "free", "double free", 0},
     {"double free (small, whole page freed between)", c_double_free_small_many_between, "free", "double free|invalid pointer", 0},
     {"double free (medium)", c_double_free_medium, "free", "double free", 0},
+    {"double free (medium, later slice, threads)", c_double_free_medium_later_slice, "free", "double free", 0},
     {"double free (large)", c_double_free_large, "free", "double free|invalid pointer", 0},
     {"double free (huge)", c_double_free_huge, "free", "double free|invalid pointer", 0},
     {"double free (aligned_alloc 4096)", c_double_free_aligned, "free", "double free", 0},
