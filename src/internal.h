@@ -154,6 +154,23 @@ static inline size_t _tess_page_area(const tess_page_t* page) {
   return (size_t)page->capacity * page->block_size;
 }
 
+/* ---- purging ---------------------------------------------------------------
+ * Slices to purge when `dirty` free slices wait and the allowance is `cap`:
+ * none up to the cap; over it, enough to get some way below it, so purges
+ * are fewer and larger (spans that had time to merge) instead of one small
+ * one per free.  Half the cap, but no more than 4 MiB below it: a program
+ * whose allowance is a whole generation of its data (hundreds of MiB) and
+ * overshoots it by a few slices must not give half of it back, only to
+ * fault it all in again for the next generation (leakexit with one
+ * producer: 330,000 page faults, 1.2 s, before; 95,000, 0.6 s, after). */
+#define TESS_PURGE_SLACK (((size_t)4 << 20) >> TESS_SLICE_SHIFT)
+
+static inline size_t _tess_purge_excess(size_t dirty, size_t cap) {
+  if (dirty <= cap) return 0;
+  size_t below = cap / 2 < TESS_PURGE_SLACK ? cap / 2 : TESS_PURGE_SLACK;
+  return dirty - (cap - below);
+}
+
 /* ---- free-list links ------------------------------------------------------ */
 
 static inline tess_block_t* _tess_link_decode(const tess_page_t* page, uintptr_t v) {

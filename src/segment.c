@@ -254,10 +254,7 @@ void _tess_arena_purge(bool force) {
                             atomic_load_explicit(&_tess_os.in_use_recent, memory_order_relaxed) / 2,
                             memory_order_relaxed);
     }
-    size_t cap = dirty_max_slices();
-    /* Over the cap, purge down to half of it: fewer, larger purges of spans
-     * that have had time to merge, instead of one small one per free. */
-    size_t excess = arena.dirty_slices > cap ? arena.dirty_slices - cap / 2 : 0;
+    size_t excess = _tess_purge_excess(arena.dirty_slices, dirty_max_slices());
     uint32_t delay = (uint32_t)_tess_options.purge_delay_ms;
     tess_segment_t* next_seg;
     for (tess_segment_t* seg = arena.purge_first; seg != NULL && n < TESS_PURGE_BATCH; seg = next_seg) {
