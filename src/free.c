@@ -159,13 +159,49 @@ static bool in_my_chains(tess_heap_t* heap, tess_block_t* b) {
   return false;
 }
 
-/* A free into another heap's page: added to this thread's chain for that
- * heap (a thread that has no heap gets one).  Sent when a chain is needed
- * for one heap more than TESS_REMOTE_CHAINS, when TESS_REMOTE_BATCH blocks
- * wait, when the thread needs fresh memory, and at thread exit. */
-static void free_remote(tess_page_t* page, tess_block_t* b, const char* call) {
+/* Put b on chain c of this thread (its page's owner's). */
+static inline void chain_push(tess_heap_t* heap, tess_remote_chain_t* c, tess_page_t* page, tess_block_t* b) {
+  b->mark = _tess_mark_in_flight(page);
+  *flight_link(b) = c->head;
+  c->head = b;
+  c->count++;
+  if (++heap->remote_blocks >= TESS_REMOTE_BATCH) _tess_heap_flush_remote(heap);
+}
+
+/* The first block for `owner`: a new chain (sending all of them first if
+ * every chain is taken). */
+static TESS_NOINLINE void chain_start(tess_heap_t* heap, tess_heap_t* owner, tess_page_t* page, tess_block_t* b) {
+  uint32_t n = heap->remote_count;
+  if (n == TESS_REMOTE_CHAINS) {
+    _tess_heap_flush_remote(heap);
+    n = 0;
+  }
+  tess_remote_chain_t* c = &heap->remote[n];
+  heap->remote_count = n + 1;
+  c->owner = owner;
+  c->head = NULL;
+  c->tail = b;
+  c->count = 0;
+  chain_push(heap, c, page, b);
+}
+
+/* Add b to this thread's chain for the heap that owns its page. */
+static inline void chain_add(tess_heap_t* heap, tess_page_t* page, tess_block_t* b) {
+  tess_heap_t* owner = _tess_page_owner(page);
+  for (uint32_t i = 0; i < heap->remote_count; i++) {
+    if (heap->remote[i].owner == owner) {
+      chain_push(heap, &heap->remote[i], page, b);
+      return;
+    }
+  }
+  chain_start(heap, owner, page, b);
+}
+
+/* free_remote's less common cases: the thread has no heap yet (it gets
+ * one), or the block's mark says it may be free already. */
+static TESS_NOINLINE void free_remote_slow(tess_page_t* page, tess_block_t* b, const char* call) {
   tess_heap_t* heap = _tess_heap_get();
-  if (tess_unlikely(heap == &_tess_heap_empty)) {
+  if (heap == &_tess_heap_empty) {
     int saved = errno;
     heap = _tess_heap_init_thread();
     errno = saved;
@@ -175,33 +211,22 @@ static void free_remote(tess_page_t* page, tess_block_t* b, const char* call) {
       return;
     }
   }
-  if (tess_unlikely(_tess_maybe_double_free(page, b)) && in_my_chains(heap, b)) _tess_error(call, b, "double free");
-  tess_heap_t* owner = _tess_page_owner(page);
-  uint32_t n = heap->remote_count;
-  tess_remote_chain_t* c = NULL;
-  for (uint32_t i = 0; i < n; i++) {
-    if (heap->remote[i].owner == owner) {
-      c = &heap->remote[i];
-      break;
-    }
+  if (_tess_maybe_double_free(page, b) && in_my_chains(heap, b)) _tess_error(call, b, "double free");
+  chain_add(heap, page, b);
+}
+
+/* A free into another heap's page: added to this thread's chain for that
+ * heap (a thread that has no heap gets one).  Sent when a chain is needed
+ * for one heap more than TESS_REMOTE_CHAINS, when TESS_REMOTE_BATCH blocks
+ * wait, when the thread needs fresh memory, and at thread exit.  Every
+ * call out of the common case is a tail call, so it saves no registers. */
+static void free_remote(tess_page_t* page, tess_block_t* b, const char* call) {
+  tess_heap_t* heap = _tess_heap_get();
+  if (tess_unlikely(heap == &_tess_heap_empty || _tess_maybe_double_free(page, b))) {
+    free_remote_slow(page, b, call);
+    return;
   }
-  if (c == NULL) {
-    if (n == TESS_REMOTE_CHAINS) {
-      _tess_heap_flush_remote(heap);
-      n = 0;
-    }
-    c = &heap->remote[n];
-    heap->remote_count = n + 1;
-    c->owner = owner;
-    c->head = NULL;
-    c->tail = b;
-    c->count = 0;
-  }
-  b->mark = _tess_mark_in_flight(page);
-  *flight_link(b) = c->head;
-  c->head = b;
-  c->count++;
-  if (++heap->remote_blocks >= TESS_REMOTE_BATCH) _tess_heap_flush_remote(heap);
+  chain_add(heap, page, b);
 }
 
 static void free_large(tess_page_t* page, const void* p, const char* call) {

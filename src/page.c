@@ -248,15 +248,28 @@ static void trim_note(tess_heap_t* heap, tess_page_t* page) {
 /* Free b into its page, which this thread owns (the slow path of free, and
  * frees other threads sent here): back on local_free, counted, an empty
  * page retired, a sparse medium page noted for trimming. */
+
+/* A sparse medium page, not at the front of its queue (the next allocations
+ * of its class come from there, and would fault right back in what it
+ * gave): noted for trimming if the purger is not running. */
+static TESS_NOINLINE void trim_consider(tess_heap_t* heap, tess_page_t* page) {
+  if (!_tess_purger_running()) trim_note(heap, page);
+}
+
+static TESS_NOINLINE void page_emptied(tess_heap_t* heap, tess_page_t* page) {
+  if (!_tess_page_retire(heap, page)) return; /* given back: its memory may be gone */
+  if (page->bin > TESS_BIN_SMALL_LAST && page->prev != NULL) trim_consider(heap, page);
+}
+
 void _tess_page_free_block(tess_heap_t* heap, tess_page_t* page, tess_block_t* b) {
   bool medium = page->bin > TESS_BIN_SMALL_LAST;
   if (medium) ((uintptr_t*)b)[2] = 0; /* resident again: not trimmed */
   _tess_block_push(page, &page->local_free, b);
-  if (--page->used == 0 && !_tess_page_retire(heap, page)) return; /* given back: its memory may be gone */
-  /* Not the page at the front of its queue: the next allocations of its
-   * class come from there, and would fault right back in what it gave. */
-  if (medium && (size_t)page->used * 4 <= page->capacity && page->prev != NULL && !_tess_purger_running()) {
-    trim_note(heap, page);
+  /* Every call out is a tail call, so the common case saves no registers. */
+  if (tess_unlikely(--page->used == 0)) {
+    page_emptied(heap, page);
+  } else if (medium && (size_t)page->used * 4 <= page->capacity && page->prev != NULL) {
+    trim_consider(heap, page);
   }
 }
 
