@@ -95,10 +95,10 @@ static void push_remote(tess_page_t* page, tess_block_t* head, tess_block_t* tai
  *
  * A block in flight carries the in-flight mark in its first word and is
  * linked, plainly, through its second (tess_block_t).  The mark makes a
- * second free of it look suspicious everywhere: to the sender (which then looks in its chains), to the owner
- * (which drains its inbox before looking in its lists), and to the owner
- * when it drains (a block whose mark is gone was freed twice, or written
- * after it was freed). */
+ * second free of it look suspicious everywhere: to the sender (which then
+ * looks in its chains), to the owner (which drains its inbox before looking
+ * in its lists), and to the owner when it drains (a block whose mark is
+ * gone was freed twice, or written after it was freed). */
 
 static inline tess_block_t** flight_link(tess_block_t* b) { return (tess_block_t**)&b->next; }
 

@@ -14,12 +14,13 @@
  * huge_from_cache): a program that allocates and frees big buffers in turn
  * neither maps nor faults in fresh memory every time.  The purger, or
  * without it the next allocator calls, unmap what has waited out the
- * delay; see huge_cache_cap for how much is kept.  The cache has its own leaf lock; no system call is made while it
- * is held.
+ * delay; see huge_cache_cap for how much is kept.  The cache has its own
+ * leaf lock; no system call is made while it is held.
  *
- * With TESSERA_HUGEPAGES (on by default), a huge mapping asks the kernel
- * for transparent huge pages (MADV_HUGEPAGE; honoured when the system's THP
- * mode is "madvise" or "always"): a program filling a 20 MiB buffer then
+ * With TESSERA_HUGEPAGES (on by default), a huge mapping of 4 MiB or more
+ * (two huge pages; see _tess_huge_alloc) asks the kernel for transparent
+ * huge pages (MADV_HUGEPAGE; honoured when the system's THP mode is
+ * "madvise" or "always"): a program filling a 20 MiB buffer then
  * takes about 10 faults instead of 5,000.  The price is RSS in 2 MiB steps
  * for a buffer touched sparsely (but not for the partial 2 MiB at its end);
  * TESSERA_HUGEPAGES=0 turns it off.

@@ -245,10 +245,6 @@ static void trim_note(tess_heap_t* heap, tess_page_t* page) {
   while (heap->trim_count > 0 && heap->trim_bytes > TESS_TRIM_BUDGET / 2) trim_oldest(heap);
 }
 
-/* Free b into its page, which this thread owns (the slow path of free, and
- * frees other threads sent here): back on local_free, counted, an empty
- * page retired, a sparse medium page noted for trimming. */
-
 /* A sparse medium page, not at the front of its queue (the next allocations
  * of its class come from there, and would fault right back in what it
  * gave): noted for trimming if the purger is not running. */
@@ -261,6 +257,9 @@ static TESS_NOINLINE void page_emptied(tess_heap_t* heap, tess_page_t* page) {
   if (page->bin > TESS_BIN_SMALL_LAST && page->prev != NULL) trim_consider(heap, page);
 }
 
+/* Free b into its page, which this thread owns (the slow path of free, and
+ * frees other threads sent here): back on local_free, counted, an empty
+ * page retired, a sparse medium page noted for trimming. */
 void _tess_page_free_block(tess_heap_t* heap, tess_page_t* page, tess_block_t* b) {
   bool medium = page->bin > TESS_BIN_SMALL_LAST;
   if (medium) ((uintptr_t*)b)[2] = 0; /* resident again: not trimmed */
