@@ -23,6 +23,7 @@ void* _tess_malloc_generic(size_t size, bool zero) {
     tess_page_t* page = heap->queues[_tess_bin(size)].first;
     if (page != NULL && page->free != NULL) {
       tess_block_t* b = page->free;
+      if (tess_unlikely(!_tess_block_intact(page, b))) _tess_block_overwritten(b);
       page->free = _tess_link_decode(page, b->next);
       page->used++;
       b->mark = 0;

@@ -113,6 +113,10 @@ void _tess_error(const char* call, const void* p, const char* what) {
   _tess_prim_abort();
 }
 
+void _tess_block_overwritten(const void* b) {
+  _tess_error("malloc", b, "heap corruption: a free block was overwritten (written after free, or by an overflow)");
+}
+
 void _tess_warning(const char* fmt, ...) {
   char msg[256];
   size_t at = (size_t)_tess_format(msg, sizeof msg, "tessera: ");

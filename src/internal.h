@@ -190,6 +190,16 @@ static inline uintptr_t _tess_mark_in_flight(const tess_page_t* page) { return p
 /* In the third word of a free medium block whose inside was given back. */
 static inline uintptr_t _tess_mark_trimmed(const tess_page_t* page) { return page->key ^ 2; }
 
+/* Every block on a page's free lists carries the free mark, so malloc
+ * checks it before handing a block out: a block without it was written
+ * after it was freed, or by an overflow from the block before it, and its
+ * link can no longer be trusted.  (One compare, on a word whose cache line
+ * malloc reads anyway for the link.) */
+TESS_COLD __attribute__((noreturn)) void _tess_block_overwritten(const void* b);
+static inline bool _tess_block_intact(const tess_page_t* page, const tess_block_t* b) {
+  return b->mark == _tess_mark_free(page);
+}
+
 /* Put b on the front of a free list of its page. */
 static inline void _tess_block_push(const tess_page_t* page, tess_block_t** list, tess_block_t* b) {
   b->mark = _tess_mark_free(page);

@@ -306,6 +306,7 @@ void _tess_page_unfull(tess_heap_t* heap, tess_page_t* page) {
 
 static void* page_pop(tess_page_t* page) {
   tess_block_t* b = page->free;
+  if (tess_unlikely(!_tess_block_intact(page, b))) _tess_block_overwritten(b);
   page->free = _tess_link_decode(page, b->next);
   page->used++;
   b->mark = 0;

@@ -325,6 +325,27 @@ static void c_double_free_medium_later_slice(void) {
   announce(p[5]);
   v_free(p[5]);
 }
+/* A freed block written over, then malloc of its size until it comes back:
+ * malloc must refuse to hand it out (its link is the program's data now). */
+static void c_write_after_free(size_t size) {
+  char* p = v_malloc(size);
+  v_free(p);
+  memset(p, 'A', size < 64 ? size : 64);
+  announce(p);
+  for (int i = 0; i < 100000; i++) v_malloc(size);
+}
+static void c_write_after_free_small(void) { c_write_after_free(48); }
+static void c_write_after_free_medium(void) { c_write_after_free(20000); }
+/* An overflow from a block into its free neighbour. */
+static void c_overflow_into_free(void) {
+  char* a = v_malloc(32);
+  char* b = v_malloc(32);
+  if (b != a + 32) _exit(96); /* the case assumes blocks side by side */
+  v_free(b);
+  memset(a, 'B', 40);
+  announce(b);
+  for (int i = 0; i < 100000; i++) v_malloc(32);
+}
 typedef struct misuse_case_s {
   const char* name;
   void (*run)(void);
@@ -361,6 +382,9 @@ static const misuse_case_t cases[] = {
     {"double free (huge)", c_double_free_huge, "free", "double free|invalid pointer", 0},
     {"double free (aligned_alloc 4096)", c_double_free_aligned, "free", "double free", 0},
     {"double free (first free from another thread)", c_double_free_cross_thread, "free", "double free", 0},
+    {"write after free, then malloc (small)", c_write_after_free_small, "malloc", "overwritten", 0},
+    {"write after free, then malloc (medium)", c_write_after_free_medium, "malloc", "overwritten", 0},
+    {"overflow into a free block, then malloc", c_overflow_into_free, "malloc", "overwritten", 0},
     {"realloc of a stack address", c_realloc_stack, "realloc", "invalid pointer", 0},
     {"realloc of an interior pointer", c_realloc_interior, "realloc", "invalid pointer", 0},
     {"realloc of a freed block (small)", c_realloc_after_free, "realloc", "double free|invalid pointer", 0},
