@@ -53,9 +53,15 @@ static inline bool _tess_maybe_double_free(const tess_page_t* page, const tess_b
 }
 
 TESS_NOINLINE void _tess_free_local_checked(tess_page_t* page, tess_block_t* b, const char* call);
-TESS_NOINLINE void _tess_free_page(tess_page_t* page, void* p, const char* call);
+TESS_NOINLINE void _tess_free_page(tess_page_t* page, void* p, size_t size, const char* call);
+TESS_NOINLINE void _tess_free_sized_checked(void* p, size_t size, const char* call);
 
-static inline void _tess_free_inline(void* p, const char* call) {
+/* free, told by the caller (C++ sized delete, free_sized) that the block
+ * holds `size` bytes, or 0 if it does not say (plain free: the size tests
+ * fold away).  A size larger than the block is reported: a delete through
+ * the wrong type, or a free of the wrong pointer.  On the fast path that
+ * costs one compare with the page's block size. */
+static inline void _tess_free_inline_sized(void* p, size_t size, const char* call) {
   uintptr_t a = (uintptr_t)p;
   uintptr_t i = a >> TESS_SEGMENT_SHIFT;
   /* A plain byte load (relaxed atomic on x86), so it folds into the compare. */
@@ -71,19 +77,23 @@ static inline void _tess_free_inline(void* p, const char* call) {
     if (tess_likely(page->heap == (uintptr_t)_tess_heap_get())) {
       tess_block_t* b = (tess_block_t*)p;
       if (tess_likely(_tess_is_block_start(page, a - (uintptr_t)page->start) &&
-                      !_tess_maybe_double_free(page, b))) {
+                      !_tess_maybe_double_free(page, b) && size <= page->block_size)) {
         _tess_block_push(page, &page->local_free, b);
         if (tess_likely(--page->used != 0)) return;
         _tess_page_retire((tess_heap_t*)page->heap, page); /* == this heap */
         return;
       }
-      _tess_free_local_checked(page, b, call);
+      if (size > page->block_size) _tess_free_sized_checked(p, size, call);
+      else _tess_free_local_checked(page, b, call);
       return;
     }
-    _tess_free_page(page, p, call); /* another thread's page, a full one, a longer span */
+    _tess_free_page(page, p, size, call); /* another thread's page, a full one, a longer span */
     return;
   }
-  _tess_free_generic(p, call);
+  if (size != 0) _tess_free_sized_checked(p, size, call);
+  else _tess_free_generic(p, call);
 }
+
+static inline void _tess_free_inline(void* p, const char* call) { _tess_free_inline_sized(p, 0, call); }
 
 #endif /* TESS_ALLOC_INLINE_H */

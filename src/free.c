@@ -263,15 +263,17 @@ static tess_page_t* page_checked(const void* p, const char* call, tess_segment_t
 /* The fast path found p's slice but not as a page of this thread's: a
  * slice of a longer span (medium or large), another thread's page, a full
  * page of ours, or something invalid. */
-void _tess_free_page(tess_page_t* slice, void* p, const char* call) {
+void _tess_free_page(tess_page_t* slice, void* p, size_t size, const char* call) {
   tess_page_t* page = _tess_span_head(slice);
   if (tess_likely((page->kind == TESS_PAGE_SMALL || page->kind == TESS_PAGE_MEDIUM) &&
                   _tess_is_block_start(page, (uintptr_t)p - (uintptr_t)page->start))) {
-    if (_tess_page_owner(page) != _tess_heap_get()) free_remote(page, (tess_block_t*)p, call);
+    if (tess_unlikely(size > page->block_size)) _tess_free_sized_checked(p, size, call);
+    else if (_tess_page_owner(page) != _tess_heap_get()) free_remote(page, (tess_block_t*)p, call);
     else _tess_free_local_checked(page, (tess_block_t*)p, call);
     return;
   }
-  _tess_free_generic(p, call);
+  if (size != 0) _tess_free_sized_checked(p, size, call);
+  else _tess_free_generic(p, call);
 }
 
 void _tess_free_generic(void* p, const char* call) {
@@ -335,7 +337,9 @@ size_t _tess_usable_size_checked(const void* p, const char* call) {
 
 void tess_free(void* p) { _tess_free_inline(p, "free"); }
 
-static void free_sized_checked(void* p, size_t size, const char* call) {
+/* A sized free off the fast path: the pointer and the size checked in
+ * full, then freed. */
+void _tess_free_sized_checked(void* p, size_t size, const char* call) {
   if (p == NULL) return;
   size_t usable = _tess_usable_size_checked(p, call);
   if (tess_unlikely(size > usable)) {
@@ -346,11 +350,11 @@ static void free_sized_checked(void* p, size_t size, const char* call) {
   _tess_free_inline(p, call);
 }
 
-void tess_free_sized(void* p, size_t size) { free_sized_checked(p, size, "free_sized"); }
+void tess_free_sized(void* p, size_t size) { _tess_free_inline_sized(p, size, "free_sized"); }
 
 void tess_free_aligned_sized(void* p, size_t alignment, size_t size) {
   if (p != NULL && (alignment == 0 || (alignment & (alignment - 1)) != 0 || ((uintptr_t)p & (alignment - 1)) != 0)) {
     _tess_error("free_aligned_sized", p, "invalid alignment for this block");
   }
-  free_sized_checked(p, size, "free_aligned_sized");
+  _tess_free_inline_sized(p, size, "free_aligned_sized");
 }

@@ -250,14 +250,18 @@ TESS_EXPORT void* _ZnamSt11align_val_tRKSt9nothrow_t(size_t size, size_t al, con
 
 TESS_EXPORT void _ZdlPv(void* p) { _tess_free_inline(p, "operator delete"); }
 TESS_EXPORT void _ZdaPv(void* p) { _tess_free_inline(p, "operator delete[]"); }
-TESS_EXPORT void _ZdlPvm(void* p, size_t size) { _tess_free_inline(p, "operator delete"); }
-TESS_EXPORT void _ZdaPvm(void* p, size_t size) { _tess_free_inline(p, "operator delete[]"); }
+TESS_EXPORT void _ZdlPvm(void* p, size_t size) { _tess_free_inline_sized(p, size, "operator delete"); }
+TESS_EXPORT void _ZdaPvm(void* p, size_t size) { _tess_free_inline_sized(p, size, "operator delete[]"); }
 TESS_EXPORT void _ZdlPvRKSt9nothrow_t(void* p, const tess_nothrow_t* nt) { _tess_free_inline(p, "operator delete"); }
 TESS_EXPORT void _ZdaPvRKSt9nothrow_t(void* p, const tess_nothrow_t* nt) { _tess_free_inline(p, "operator delete[]"); }
 TESS_EXPORT void _ZdlPvSt11align_val_t(void* p, size_t al) { _tess_free_inline(p, "operator delete"); }
 TESS_EXPORT void _ZdaPvSt11align_val_t(void* p, size_t al) { _tess_free_inline(p, "operator delete[]"); }
-TESS_EXPORT void _ZdlPvmSt11align_val_t(void* p, size_t size, size_t al) { _tess_free_inline(p, "operator delete"); }
-TESS_EXPORT void _ZdaPvmSt11align_val_t(void* p, size_t size, size_t al) { _tess_free_inline(p, "operator delete[]"); }
+TESS_EXPORT void _ZdlPvmSt11align_val_t(void* p, size_t size, size_t al) {
+  _tess_free_inline_sized(p, size, "operator delete");
+}
+TESS_EXPORT void _ZdaPvmSt11align_val_t(void* p, size_t size, size_t al) {
+  _tess_free_inline_sized(p, size, "operator delete[]");
+}
 TESS_EXPORT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void* p, size_t al, const tess_nothrow_t* nt) {
   _tess_free_inline(p, "operator delete");
 }

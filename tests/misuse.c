@@ -325,6 +325,49 @@ static void c_double_free_medium_later_slice(void) {
   announce(p[5]);
   v_free(p[5]);
 }
+/* C++'s sized delete (operator delete(void*, size_t)) told a size larger
+ * than the block: a delete through the wrong type.  Through every path
+ * free takes: this thread's page, another thread's, a medium page's later
+ * slice, a large block, a huge one. */
+extern void* _Znwm(size_t size);
+extern void _ZdlPvm(void* p, size_t size);
+static void* (*volatile v_new)(size_t) = _Znwm;
+static void (*volatile v_delete_sized)(void*, size_t) = _ZdlPvm;
+static void c_delete_sized_wrong(void) {
+  void* p = v_new(1);
+  announce(p);
+  v_delete_sized(p, 72);
+}
+static void* new_it(void* a) {
+  (void)a;
+  return v_new(24);
+}
+static void c_delete_sized_wrong_other_thread(void) {
+  pthread_t t;
+  void* p;
+  pthread_create(&t, NULL, new_it, NULL);
+  pthread_join(t, &p);
+  announce(p);
+  v_delete_sized(p, 100);
+}
+static void c_delete_sized_wrong_medium_later_slice(void) {
+  with_threads();
+  char* p[8];
+  for (int i = 0; i < 8; i++) p[i] = v_new(40000);
+  announce(p[5]);
+  v_delete_sized(p[5], 50000);
+}
+static void c_delete_sized_wrong_large(void) {
+  void* p = v_new(300000);
+  announce(p);
+  v_delete_sized(p, 400000);
+}
+static void c_delete_sized_wrong_huge(void) {
+  void* p = v_new(5 << 20);
+  announce(p);
+  v_delete_sized(p, 6 << 20);
+}
+
 /* A freed block written over, then malloc of its size until it comes back:
  * malloc must refuse to hand it out (its link is the program's data now). */
 static void c_write_after_free(size_t size) {
@@ -382,6 +425,13 @@ static const misuse_case_t cases[] = {
     {"double free (huge)", c_double_free_huge, "free", "double free|invalid pointer", 0},
     {"double free (aligned_alloc 4096)", c_double_free_aligned, "free", "double free", 0},
     {"double free (first free from another thread)", c_double_free_cross_thread, "free", "double free", 0},
+    {"sized delete, size too big", c_delete_sized_wrong, "operator delete", "size", 0},
+    {"sized delete, size too big (another thread's block)", c_delete_sized_wrong_other_thread, "operator delete",
+     "size", 0},
+    {"sized delete, size too big (medium, later slice, threads)", c_delete_sized_wrong_medium_later_slice,
+     "operator delete", "size", 0},
+    {"sized delete, size too big (large)", c_delete_sized_wrong_large, "operator delete", "size", 0},
+    {"sized delete, size too big (huge)", c_delete_sized_wrong_huge, "operator delete", "size", 0},
     {"write after free, then malloc (small)", c_write_after_free_small, "malloc", "overwritten", 0},
     {"write after free, then malloc (medium)", c_write_after_free_medium, "malloc", "overwritten", 0},
     {"overflow into a free block, then malloc", c_overflow_into_free, "malloc", "overwritten", 0},
