@@ -19,7 +19,7 @@
 
 #include "internal.h"
 
-static inline void* _tess_malloc_inline(size_t size) {
+static TESS_ALWAYS_INLINE void* _tess_malloc_inline(size_t size) {
   tess_heap_t* heap = _tess_heap_get();
   if (tess_likely(size <= TESS_DIRECT_MAX)) {
     tess_page_t* page = heap->direct[(size + TESS_ALIGN - 1) / TESS_ALIGN];
@@ -54,6 +54,7 @@ static inline bool _tess_maybe_double_free(const tess_page_t* page, const tess_b
 
 TESS_NOINLINE void _tess_free_local_checked(tess_page_t* page, tess_block_t* b, const char* call);
 TESS_NOINLINE void _tess_free_page(tess_page_t* page, void* p, size_t size, const char* call);
+TESS_NOINLINE void _tess_free_owned_page(tess_page_t* page, tess_block_t* b, size_t size, const char* call);
 TESS_NOINLINE void _tess_free_sized_checked(void* p, size_t size, const char* call);
 
 /* free, told by the caller (C++ sized delete, free_sized) that the block
@@ -61,7 +62,7 @@ TESS_NOINLINE void _tess_free_sized_checked(void* p, size_t size, const char* ca
  * fold away).  A size larger than the block is reported: a delete through
  * the wrong type, or a free of the wrong pointer.  On the fast path that
  * costs one compare with the page's block size. */
-static inline void _tess_free_inline_sized(void* p, size_t size, const char* call) {
+static TESS_ALWAYS_INLINE void _tess_free_inline_sized(void* p, size_t size, const char* call) {
   uintptr_t a = (uintptr_t)p;
   uintptr_t i = a >> TESS_SEGMENT_SHIFT;
   /* A plain byte load (relaxed atomic on x86), so it folds into the compare. */
@@ -87,13 +88,19 @@ static inline void _tess_free_inline_sized(void* p, size_t size, const char* cal
       else _tess_free_local_checked(page, b, call);
       return;
     }
-    _tess_free_page(page, p, size, call); /* another thread's page, a full one, a longer span */
+    /* Another heap's page, or a full one of ours: a page with an owner is a
+     * span head (the others have heap 0), so its fields are its own. */
+    if (tess_likely(page->heap != 0 && _tess_is_block_start(page, a - (uintptr_t)page->start))) {
+      _tess_free_owned_page(page, (tess_block_t*)p, size, call);
+      return;
+    }
+    _tess_free_page(page, p, size, call); /* a longer span's later slice, a large block, or invalid */
     return;
   }
   if (size != 0) _tess_free_sized_checked(p, size, call);
   else _tess_free_generic(p, call);
 }
 
-static inline void _tess_free_inline(void* p, const char* call) { _tess_free_inline_sized(p, 0, call); }
+static TESS_ALWAYS_INLINE void _tess_free_inline(void* p, const char* call) { _tess_free_inline_sized(p, 0, call); }
 
 #endif /* TESS_ALLOC_INLINE_H */

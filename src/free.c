@@ -229,6 +229,14 @@ static void free_remote(tess_page_t* page, tess_block_t* b, const char* call) {
   chain_add(heap, page, b);
 }
 
+/* b, a carved block's start, is in a small or medium page that is not
+ * this thread's or is parked full. */
+void _tess_free_owned_page(tess_page_t* page, tess_block_t* b, size_t size, const char* call) {
+  if (tess_unlikely(size > page->block_size)) _tess_free_sized_checked(b, size, call);
+  else if (_tess_page_owner(page) != _tess_heap_get()) free_remote(page, b, call);
+  else _tess_free_local_checked(page, b, call);
+}
+
 static void free_large(tess_page_t* page, const void* p, const char* call) {
   if (p != page->start) _tess_error(call, p, "invalid pointer (not the start of a block)");
   atomic_fetch_sub_explicit(&_tess_os.large_bytes, page->block_size, memory_order_relaxed);
@@ -267,9 +275,7 @@ void _tess_free_page(tess_page_t* slice, void* p, size_t size, const char* call)
   tess_page_t* page = _tess_span_head(slice);
   if (tess_likely((page->kind == TESS_PAGE_SMALL || page->kind == TESS_PAGE_MEDIUM) &&
                   _tess_is_block_start(page, (uintptr_t)p - (uintptr_t)page->start))) {
-    if (tess_unlikely(size > page->block_size)) _tess_free_sized_checked(p, size, call);
-    else if (_tess_page_owner(page) != _tess_heap_get()) free_remote(page, (tess_block_t*)p, call);
-    else _tess_free_local_checked(page, (tess_block_t*)p, call);
+    _tess_free_owned_page(page, (tess_block_t*)p, size, call);
     return;
   }
   if (size != 0) _tess_free_sized_checked(p, size, call);

@@ -27,6 +27,7 @@
 #define tess_likely(x) __builtin_expect(!!(x), 1)
 #define tess_unlikely(x) __builtin_expect(!!(x), 0)
 #define TESS_NOINLINE __attribute__((noinline))
+#define TESS_ALWAYS_INLINE inline __attribute__((always_inline))
 #define TESS_COLD __attribute__((cold, noinline))
 #define TESS_HIDDEN __attribute__((visibility("hidden")))
 
