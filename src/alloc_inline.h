@@ -19,7 +19,11 @@
 
 #include "internal.h"
 
-static TESS_ALWAYS_INLINE void* _tess_malloc_inline(size_t size) {
+/* The malloc fast path.  Everything else goes to slow(size, false), a
+ * tail call: malloc's slow path, or operator new's, which also handles
+ * running out of memory (so new's fast path is malloc's, instruction for
+ * instruction). */
+static TESS_ALWAYS_INLINE void* _tess_malloc_inline_with(size_t size, void* (*slow)(size_t, bool)) {
   tess_heap_t* heap = _tess_heap_get();
   if (tess_likely(size <= TESS_DIRECT_MAX)) {
     tess_page_t* page = heap->direct[(size + TESS_ALIGN - 1) / TESS_ALIGN];
@@ -37,7 +41,11 @@ static TESS_ALWAYS_INLINE void* _tess_malloc_inline(size_t size) {
       return block;
     }
   }
-  return _tess_malloc_generic(size, false);
+  return slow(size, false);
+}
+
+static TESS_ALWAYS_INLINE void* _tess_malloc_inline(size_t size) {
+  return _tess_malloc_inline_with(size, _tess_malloc_generic);
 }
 
 /* Is p (at offset `off` from page->start) the start of a carved block?

@@ -219,9 +219,19 @@ TESS_COLD static void* new_failed(size_t size, size_t alignment, bool nothrow) {
   }
 }
 
+/* operator new's slow paths (the second argument is malloc's `zero`,
+ * always false here). */
+static TESS_NOINLINE void* new_slow(size_t size, bool zero) {
+  void* p = _tess_malloc_generic(size, zero);
+  return tess_likely(p != NULL) ? p : new_failed(size, 0, false);
+}
+static TESS_NOINLINE void* new_slow_nothrow(size_t size, bool zero) {
+  void* p = _tess_malloc_generic(size, zero);
+  return tess_likely(p != NULL) ? p : new_failed(size, 0, true);
+}
+
 static inline void* new_plain(size_t size, bool nothrow) {
-  void* p = _tess_malloc_inline(size);
-  return tess_likely(p != NULL) ? p : new_failed(size, 0, nothrow);
+  return _tess_malloc_inline_with(size, nothrow ? new_slow_nothrow : new_slow);
 }
 
 static inline void* new_aligned(size_t size, size_t alignment, bool nothrow) {
