@@ -107,11 +107,6 @@ int tess_posix_memalign(void** out, size_t alignment, size_t size) {
   return 0;
 }
 
-size_t tess_usable_size(const void* p) {
-  if (p == NULL) return 0;
-  return _tess_usable_size_checked(p, "malloc_usable_size");
-}
-
 /* The usable size of p, validated: inline for the common small and medium
  * blocks, everything else (and every report) through the full check. */
 static inline size_t usable_size_inline(const void* p, const char* call) {
@@ -123,6 +118,13 @@ static inline size_t usable_size_inline(const void* p, const char* call) {
     }
   }
   return _tess_usable_size_checked(p, call);
+}
+
+/* Some programs call this on every allocation and free (Ruby's GC does, to
+ * count its malloc'd bytes): the inline path first. */
+size_t tess_usable_size(const void* p) {
+  if (p == NULL) return 0;
+  return usable_size_inline(p, "malloc_usable_size");
 }
 
 /* Stay in place when the new size fits and wastes at most half the block;
