@@ -22,12 +22,7 @@ void* _tess_malloc_generic(size_t size, bool zero) {
     /* A second fast path for sizes above the direct table. */
     tess_page_t* page = heap->queues[_tess_bin(size)].first;
     if (page != NULL && page->free != NULL) {
-      tess_block_t* b = page->free;
-      if (tess_unlikely(!_tess_block_intact(page, b))) _tess_block_overwritten(b);
-      page->free = _tess_link_decode(page, b->next);
-      page->used++;
-      b->mark = 0;
-      p = b;
+      p = _tess_page_take(page, page->free);
     } else {
       p = _tess_page_malloc_slow(heap, size);
       if (p == NULL) return _tess_fail_enomem();

@@ -33,13 +33,7 @@ static TESS_ALWAYS_INLINE void* _tess_malloc_inline_with(size_t size, void* (*sl
      * elsewhere and copies it there at the end (one instruction more). */
     __asm__("" : "+a"(block));
 #endif
-    if (tess_likely(block != NULL)) {
-      if (tess_unlikely(!_tess_block_intact(page, block))) _tess_block_overwritten(block);
-      page->free = _tess_link_decode(page, block->next);
-      page->used++;
-      block->mark = 0; /* in use: a second free must not find the mark */
-      return block;
-    }
+    if (tess_likely(block != NULL)) return _tess_page_take(page, block);
   }
   return slow(size, false);
 }

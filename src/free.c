@@ -282,18 +282,10 @@ void _tess_free_page(tess_page_t* slice, void* p, size_t size, const char* call)
   else _tess_free_generic(p, call);
 }
 
+/* Everything the fast path and _tess_free_page did not take: NULL, large
+ * and huge blocks, and every invalid pointer (reported).  (Another heap's
+ * small or medium block never gets here: _tess_free_owned_page takes it.) */
 void _tess_free_generic(void* p, const char* call) {
-  /* The common case first: a block of a small or medium page that the fast
-   * path did not take because another thread owns the page. */
-  if (tess_likely(_tess_segmap_get((uintptr_t)p) == TESS_SEGMAP_NORMAL)) {
-    tess_page_t* page = _tess_page_of(_tess_segment_of(p), p);
-    if (tess_likely((page->kind == TESS_PAGE_SMALL || page->kind == TESS_PAGE_MEDIUM) &&
-                    _tess_is_block_start(page, (uintptr_t)p - (uintptr_t)page->start) &&
-                    _tess_page_owner(page) != _tess_heap_get())) {
-      free_remote(page, (tess_block_t*)p, call);
-      return;
-    }
-  }
   if (p == NULL) return;
   int saved = errno;
   tess_segment_t* huge;

@@ -201,6 +201,17 @@ static inline bool _tess_block_intact(const tess_page_t* page, const tess_block_
   return b->mark == _tess_mark_free(page);
 }
 
+/* Hand out b, the first block of page->free: its mark checked, unlinked,
+ * counted, and the mark cleared (a block in use must not carry it, or a
+ * second free would not be caught). */
+static inline tess_block_t* _tess_page_take(tess_page_t* page, tess_block_t* b) {
+  if (tess_unlikely(!_tess_block_intact(page, b))) _tess_block_overwritten(b);
+  page->free = _tess_link_decode(page, b->next);
+  page->used++;
+  b->mark = 0;
+  return b;
+}
+
 /* Put b on the front of a free list of its page. */
 static inline void _tess_block_push(const tess_page_t* page, tess_block_t** list, tess_block_t* b) {
   b->mark = _tess_mark_free(page);

@@ -304,15 +304,6 @@ void _tess_page_unfull(tess_heap_t* heap, tess_page_t* page) {
 
 /* ---- the slow path of malloc ------------------------------------------------------ */
 
-static void* page_pop(tess_page_t* page) {
-  tess_block_t* b = page->free;
-  if (tess_unlikely(!_tess_block_intact(page, b))) _tess_block_overwritten(b);
-  page->free = _tess_link_decode(page, b->next);
-  page->used++;
-  b->mark = 0;
-  return b;
-}
-
 /* A page of `bin` with a free block at the front of its queue, or NULL. */
 static tess_page_t* queue_find_free(tess_heap_t* heap, size_t bin) {
   tess_page_queue_t* q = &heap->queues[bin];
@@ -389,7 +380,7 @@ void* _tess_page_malloc_slow(tess_heap_t* heap, size_t size) {
     page = page_fresh(heap, bin);
     if (page == NULL) return NULL;
   }
-  return page_pop(page);
+  return _tess_page_take(page, page->free);
 }
 
 /* Collect every page of the heap and give the empty ones back; with
