@@ -180,6 +180,7 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
    * the end faults 4 KiB at a time, and is resident only as far as it is
    * used (a 3 MiB buffer takes 3 MiB, not 4). */
   size_t total = huge_total(offset, size);
+  _tess_purger_start();
   if (!_tess_purger_running()) _tess_huge_cache_purge(false); /* expire inline */
   if (offset == TESS_HUGE_OFFSET && !zero) {
     void* p = huge_from_cache(total); /* cached memory is not zero */

@@ -319,7 +319,8 @@ bool _tess_arena_frugal(void); /* keep little free memory mapped (no purger, or 
 bool _tess_address_space_limited(void); /* under RLIMIT_AS (checked every 100 ms) */
 
 /* purger.c: the background purger thread (and _tess_purger_running above) */
-void _tess_purger_notify(void);
+void _tess_purger_notify(void); /* free memory appeared (any path)        */
+void _tess_purger_start(void);  /* start one if asked (malloc paths only) */
 void _tess_purger_fork_child(void);
 
 /* os.c: mappings and the counters behind statistics */

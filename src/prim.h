@@ -62,14 +62,13 @@ void _tess_prim_thread_set(void* value);
 
 /* Start a detached thread running fn(NULL) with every signal blocked, so
  * it never runs a handler of the program's.  0 or an errno value. */
-int _tess_prim_thread_spawn(void* (*fn)(void*), const char* name);
+int _tess_prim_thread_spawn(void* (*fn)(void*));
+
+/* Name the calling thread (as ps and gdb show it). */
+void _tess_prim_thread_name(const char* name);
 
 /* Sleep for ms milliseconds. */
 void _tess_prim_sleep_ms(uint64_t ms);
-
-/* Wait while *addr == expect (or until woken); wake every waiter. */
-void _tess_prim_futex_wait(_Atomic(uint32_t)* addr, uint32_t expect);
-void _tess_prim_futex_wake(_Atomic(uint32_t)* addr);
 
 /* True while the process has never had a second thread.  A library thread
  * would change what such a process may do (fork from a signal handler,

@@ -11,11 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <linux/futex.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/single_threaded.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -128,7 +127,7 @@ void _tess_prim_thread_set(void* value) {
   if (tess_thread_key_ok) pthread_setspecific(tess_thread_key, value);
 }
 
-int _tess_prim_thread_spawn(void* (*fn)(void*), const char* name) {
+int _tess_prim_thread_spawn(void* (*fn)(void*)) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -140,22 +139,15 @@ int _tess_prim_thread_spawn(void* (*fn)(void*), const char* name) {
   int err = pthread_create(&t, &attr, fn, NULL);
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (err == 0) pthread_setname_np(t, name);
-  return err;
+  return err; /* t is not used: a detached thread may be gone already */
 }
+
+void _tess_prim_thread_name(const char* name) { prctl(PR_SET_NAME, name, 0, 0, 0); }
 
 void _tess_prim_sleep_ms(uint64_t ms) {
   struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
   }
-}
-
-void _tess_prim_futex_wait(_Atomic(uint32_t)* addr, uint32_t expect) {
-  syscall(SYS_futex, (uint32_t*)addr, FUTEX_WAIT_PRIVATE, expect, NULL, NULL, 0);
-}
-
-void _tess_prim_futex_wake(_Atomic(uint32_t)* addr) {
-  syscall(SYS_futex, (uint32_t*)addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 
 bool _tess_prim_single_threaded(void) { return __libc_single_threaded != 0; }

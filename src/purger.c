@@ -3,11 +3,16 @@
  *
  * Without it, free memory is purged only inside malloc and free calls, so a
  * program that frees a burst and then idles keeps up to the unpurged cap
- * resident for good.  The thread is started the first time free memory
- * appears (never in a program that never frees a span), sleeps on a futex
- * while nothing is dirty, and otherwise wakes every half purge delay to
- * purge what has waited out the delay.  It holds no lock while sleeping and
- * makes its system calls outside the arena lock like every other purge.
+ * resident for good.  The thread is started (by the next malloc) when free
+ * memory appears, wakes every half purge delay to purge what has waited out
+ * the delay, and ends once nothing is left to purge; the next free memory
+ * starts another.
+ * So it never outlives the program's work: when the program's last thread
+ * ends with pthread_exit (the process ends with its last thread), the
+ * purger finishes the purging and ends too, and the process exits as it
+ * would without tessera, at most a purge delay or two later.  It holds no
+ * lock while sleeping and makes its system calls outside the arena lock
+ * like every other purge.
  *
  * It is only started in a process that already has threads of its own: a
  * single-threaded program may fork from a signal handler or unshare a user
@@ -22,47 +27,68 @@
 enum { PURGER_NONE = 0, PURGER_STARTING, PURGER_RUNNING, PURGER_OFF };
 
 static _Atomic(int) purger_state;
-static _Atomic(uint32_t) purger_wake; /* futex word: bumped to wake it */
+/* Bumped by every notice of new free memory: a purger about to end looks
+ * at it again after giving up its state, so no notice is lost between its
+ * last look at the arena and its end (see purger_may_end). */
+static _Atomic(uint32_t) purger_work;
+static _Atomic(bool) purger_wanted; /* a notice found no purger running */
 
 bool _tess_purger_running(void) {
   return atomic_load_explicit(&purger_state, memory_order_relaxed) == PURGER_RUNNING;
 }
 
+/* Nothing is left to purge: end, unless a notice of free memory came in
+ * meanwhile.  A notifier publishes its memory, bumps purger_work, then
+ * reads the state (all sequentially consistent): either this sees the
+ * bump, or the notifier sees NONE and starts another purger. */
+static bool purger_may_end(void) {
+  uint32_t work = atomic_load(&purger_work);
+  if (_tess_arena_has_dirty() || _tess_huge_cache_nonempty()) return false;
+  atomic_store(&purger_state, PURGER_NONE);
+  if (atomic_load(&purger_work) == work) return true;
+  int none = PURGER_NONE;
+  /* Work arrived: carry on, unless a notifier has started another already. */
+  return !atomic_compare_exchange_strong(&purger_state, &none, PURGER_RUNNING);
+}
+
 static void* purger_main(void* arg) {
   (void)arg;
-  for (;;) {
-    uint32_t seen = atomic_load_explicit(&purger_wake, memory_order_acquire);
-    if (!_tess_arena_has_dirty() && !_tess_huge_cache_nonempty()) {
-      _tess_prim_futex_wait(&purger_wake, seen);
-      continue;
-    }
+  _tess_prim_thread_name("tessera-purge");
+  do {
     _tess_prim_sleep_ms((uint64_t)_tess_options.purge_delay_ms / 2 + 1);
     _tess_arena_purge(false);
     _tess_huge_cache_purge(false);
-  }
+  } while (!purger_may_end());
   return NULL;
 }
 
-/* Free memory appeared where there was none: make sure the purger is
- * running and awake.  Called with no lock held. */
+/* Free memory appeared where there was none: a running purger will see
+ * it; else ask the next malloc to start one.  Called with no lock held. */
 void _tess_purger_notify(void) {
-  int state = atomic_load_explicit(&purger_state, memory_order_acquire);
-  if (tess_likely(state == PURGER_RUNNING)) {
-    atomic_fetch_add_explicit(&purger_wake, 1, memory_order_release);
-    _tess_prim_futex_wake(&purger_wake);
-    return;
-  }
+  atomic_fetch_add(&purger_work, 1);
+  if (atomic_load(&purger_state) != PURGER_RUNNING) atomic_store_explicit(&purger_wanted, true, memory_order_relaxed);
+}
+
+/* Start a purger if free memory asked for one and none runs.  Called only
+ * from malloc's slow paths, never from free: glibc frees a dead thread's
+ * TLS with its thread-stack lock held, and pthread_create takes that lock.
+ * Until a malloc comes, frees purge inline under the tighter cap. */
+void _tess_purger_start(void) {
+  if (tess_likely(!atomic_load_explicit(&purger_wanted, memory_order_relaxed))) return;
+  atomic_store_explicit(&purger_wanted, false, memory_order_relaxed);
+  int state = atomic_load(&purger_state);
   if (state != PURGER_NONE || !_tess_options.background) return;
   if (_tess_prim_single_threaded()) return; /* not now: maybe once it has threads */
   if (!atomic_compare_exchange_strong(&purger_state, &state, PURGER_STARTING)) return;
   /* pthread_create allocates: that is fine here, no lock is held. */
-  int err = _tess_prim_thread_spawn(purger_main, "tessera-purge");
-  atomic_store_explicit(&purger_state, err == 0 ? PURGER_RUNNING : PURGER_OFF, memory_order_release);
+  int err = _tess_prim_thread_spawn(purger_main);
+  atomic_store(&purger_state, err == 0 ? PURGER_RUNNING : PURGER_OFF);
   if (err != 0 && _tess_options.verbose) _tess_warning("no background purger (error %d): purging inline", err);
 }
 
 /* The child of a fork has no purger thread. */
 void _tess_purger_fork_child(void) {
   atomic_store_explicit(&purger_state, PURGER_NONE, memory_order_relaxed);
-  atomic_store_explicit(&purger_wake, 0, memory_order_relaxed);
+  atomic_store_explicit(&purger_work, 0, memory_order_relaxed);
+  atomic_store_explicit(&purger_wanted, false, memory_order_relaxed);
 }
