@@ -10,7 +10,7 @@ tess_options_t _tess_options = {
   .stats_file = NULL,
   .verbose = 0,
   .background = 1,
-  .hugepages = 1,
+  .hugepages = 0,
 };
 
 typedef struct tess_option_desc_s {
@@ -28,7 +28,7 @@ static const tess_option_desc_t options[] = {
   {"TESSERA_SHOW_STATS", &_tess_options.show_stats, 0, 1, "1: print statistics to stderr at exit"},
   {"TESSERA_VERBOSE", &_tess_options.verbose, 0, 1, "1: report option values at start-up"},
   {"TESSERA_HUGEPAGES", &_tess_options.hugepages, 0, 1,
-   "1: ask for transparent huge pages for blocks above 2 MiB"},
+   "1: ask for transparent huge pages for blocks of 4 MiB and more"},
   {"TESSERA_BACKGROUND", &_tess_options.background, 0, 1,
    "0: no background thread; free memory is then returned only during allocator calls"},
   {"TESSERA_STATS_FILE", NULL, 0, 0, "path: append one JSON line of statistics at exit"},

@@ -916,7 +916,7 @@ static int mapping_has_hugepage_advice(const void* p) {
 static void test_huge_page_advice(void) {
   if (!expect_tessera || access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0) return;
   const char* opt = getenv("TESSERA_HUGEPAGES");
-  int on = opt == NULL || strcmp(opt, "0") != 0;
+  int on = opt != NULL && strcmp(opt, "0") != 0; /* off by default */
   do_trim(); /* no cached bigger block may serve the 3 MiB request */
   void* small = A->malloc(3 * MiB);
   void* big = A->malloc(16 * MiB);
