@@ -890,6 +890,30 @@ static void test_huge_reuse_bounded(void) {
   }
 }
 
+/* A freed big block kept for reuse serves a smaller request, but not whole:
+ * its usable size is at most an eighth (or 1 MiB) more than asked, so the
+ * rest of its resident pages goes back instead of staying behind a block
+ * that does not use them (sort frees a 100 MB buffer, then asks for 26 MB
+ * ones). */
+static void test_huge_reuse_trimmed(void) {
+  if (!expect_tessera) return; /* another allocator may do as it likes */
+  do_trim();
+  unsigned char* big = A->malloc(60 * MiB);
+  CHECK_MSG(big != NULL, "malloc(60 MiB) failed");
+  if (!big) return;
+  memset(big, 0x3c, 60 * MiB);
+  A->free(big);
+  size_t n = 20 * MiB;
+  unsigned char* p = A->malloc(n);
+  CHECK_MSG(p != NULL, "malloc(20 MiB) failed");
+  if (!p) return;
+  size_t usable = A->usable_size(p);
+  CHECK_MSG(usable >= n && usable <= n + n / 8 + MiB + 4096, "20 MiB block after a freed 60 MiB one: usable %zu MiB",
+            usable / MiB);
+  memset(p, 0x5d, n);
+  A->free(p);
+}
+
 /* Does the mapping holding p carry the "hg" (MADV_HUGEPAGE) flag in
  * /proc/self/smaps?  -1 if the mapping is not found. */
 static int mapping_has_hugepage_advice(const void* p) {
@@ -1348,6 +1372,7 @@ int main(int argc, char** argv) {
   test_usable_size_constant();
   test_trim_returns_memory();
   test_huge_reuse_bounded();
+  test_huge_reuse_trimmed();
   test_huge_page_advice();
   test_sparse_pages_return_memory();
   test_impossible();
