@@ -24,7 +24,7 @@
  */
 #include "internal.h"
 
-enum { PURGER_NONE = 0, PURGER_STARTING, PURGER_RUNNING, PURGER_OFF };
+enum { PURGER_NONE = 0, PURGER_RUNNING, PURGER_OFF };
 
 static _Atomic(int) purger_state;
 /* Bumped by every notice of new free memory: a purger about to end looks
@@ -79,11 +79,14 @@ void _tess_purger_start(void) {
   int state = atomic_load(&purger_state);
   if (state != PURGER_NONE || !_tess_options.background) return;
   if (_tess_prim_single_threaded()) return; /* not now: maybe once it has threads */
-  if (!atomic_compare_exchange_strong(&purger_state, &state, PURGER_STARTING)) return;
+  /* RUNNING before the thread exists: it may purge everything and end
+   * (setting NONE) before pthread_create even returns here. */
+  if (!atomic_compare_exchange_strong(&purger_state, &state, PURGER_RUNNING)) return;
   /* pthread_create allocates: that is fine here, no lock is held. */
   int err = _tess_prim_thread_spawn(purger_main);
-  atomic_store(&purger_state, err == 0 ? PURGER_RUNNING : PURGER_OFF);
-  if (err != 0 && _tess_options.verbose) _tess_warning("no background purger (error %d): purging inline", err);
+  if (err == 0) return;
+  atomic_store(&purger_state, PURGER_OFF);
+  if (_tess_options.verbose) _tess_warning("no background purger (error %d): purging inline", err);
 }
 
 /* The child of a fork has no purger thread. */
