@@ -136,12 +136,15 @@ static void cache_take(size_t i) {
 
 /* A cached huge segment for a block of `total` bytes: the smallest that
  * fits, else the largest, grown with mremap.  One that fits is reused whole
- * (its usable size is then larger than asked) when it is at most an eighth
- * (or 1 MiB) bigger; a bigger one is shrunk in place first, so its
- * resident tail goes back to the OS instead of staying pinned, unused,
- * behind a smaller block (sort frees its 100 MB buffer and then allocates
- * 26 MB merge buffers: reused whole, the first kept 38 MB more resident
- * than glibc for the whole merge). */
+ * (its usable size is then larger than asked), so a program cycling buffers
+ * of varying sizes keeps their pages resident for the next big one instead
+ * of faulting them in again (shrinking every reused block made the suite's
+ * large, 5-25 MiB buffers in rotation, 18x slower).  But no block keeps
+ * more than 32 MiB it was not asked for: one more than that bigger is
+ * shrunk in place first, so its resident tail goes back to the OS instead
+ * of staying pinned behind a long-lived smaller block (sort frees its 100
+ * MB buffer and then allocates 26 MB merge buffers: reused whole, the
+ * first kept 38 MB more resident than glibc for the whole merge). */
 static void* huge_from_cache(size_t total) {
   if (cache.count == 0) return NULL; /* racy hint */
   _tess_lock(&cache.lock);
@@ -160,7 +163,7 @@ static void* huge_from_cache(size_t total) {
   cache_take(i);
   _tess_unlock(&cache.lock);
   size_t old = seg->mapped;
-  if (old < total || old - total > total / 8 + ((size_t)1 << 20)) {
+  if (old < total || old - total > TESS_HUGE_CACHE_MAX / 2) {
     tess_segment_t* dest = huge_resize(seg, total);
     if (dest == NULL) {
       huge_unmap(seg);
