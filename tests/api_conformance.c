@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <time.h>
 
 #include "tessera.h"
 
@@ -890,6 +891,31 @@ static void test_huge_reuse_bounded(void) {
   }
 }
 
+/* Without the purger (this program has no threads), a freed huge block is
+ * kept longer than the purge delay for the next big request: expiring it
+ * after 50 ms only made a busy program map and fault in a new one.  The
+ * second block comes from the cache, with no new mapping. */
+static void test_huge_cache_outlives_delay(void) {
+  if (!expect_tessera || !stats_get || getenv("TESSERA_PURGE_DELAY") != NULL) return;
+  do_trim();
+  size_t n = 12 * MiB;
+  unsigned char* p = A->malloc(n);
+  CHECK_MSG(p != NULL, "malloc(12 MiB) failed");
+  if (!p) return;
+  memset(p, 0x6e, n);
+  A->free(p);
+  struct timespec pause = {0, 150 * 1000 * 1000}; /* 3 delays; the cache keeps 20 */
+  nanosleep(&pause, NULL);
+  tess_stats_t s0 = {0}, s1 = {0};
+  stats_get(&s0);
+  unsigned char* q = A->malloc(n);
+  stats_get(&s1);
+  CHECK_MSG(q != NULL, "malloc(12 MiB) failed");
+  CHECK_MSG(s1.mmap_calls == s0.mmap_calls, "a huge block freed 150 ms earlier was not reused (%zu new mappings)",
+            s1.mmap_calls - s0.mmap_calls);
+  A->free(q);
+}
+
 /* A freed big block kept for reuse serves a smaller request, but keeps at
  * most 32 MiB more than asked, so the rest of its resident pages goes back
  * instead of staying behind a block that does not use them (sort frees a
@@ -1372,6 +1398,7 @@ int main(int argc, char** argv) {
   test_trim_returns_memory();
   test_huge_reuse_bounded();
   test_huge_reuse_trimmed();
+  test_huge_cache_outlives_delay();
   test_huge_page_advice();
   test_sparse_pages_return_memory();
   test_impossible();
