@@ -40,7 +40,8 @@ bool _tess_purger_running(void) {
 /* Nothing is left to purge: end, unless a notice of free memory came in
  * meanwhile.  A notifier publishes its memory, bumps purger_work, then
  * reads the state (all sequentially consistent): either this sees the
- * bump, or the notifier sees NONE and starts another purger. */
+ * bump and carries on, or the notifier sees NONE and asks the next malloc
+ * for another purger. */
 static bool purger_may_end(void) {
   uint32_t work = atomic_load(&purger_work);
   if (_tess_arena_has_dirty() || _tess_huge_cache_nonempty()) return false;
