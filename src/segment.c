@@ -362,7 +362,6 @@ void _tess_arena_purge(bool force) {
 /* Called on the slow paths: purge when a delay may have passed or the dirty
  * total is over its cap.  Cheap when there is nothing to do. */
 void _tess_arena_maybe_purge(void) {
-  _tess_purger_start();
   if (!_tess_purger_running()) _tess_huge_cache_purge(false);
   if (arena.purge_first == NULL) return; /* racy read: a hint only */
   bool over = arena.dirty_slices > dirty_max_slices();
@@ -399,6 +398,7 @@ bool _tess_arena_has_dirty(void) { return arena.purge_first != NULL; /* racy rea
  * refuses memory. */
 tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* is_zero) {
   tess_assert(slices >= 1 && slices <= TESS_SPAN_MAX);
+  _tess_purger_start(); /* only malloc takes spans: a safe place to start it */
   tess_segment_t* fresh = NULL;
   for (;;) {
     _tess_lock(&arena.lock);
@@ -491,7 +491,6 @@ void* _tess_arena_large_alloc(size_t size) {
   size_t bsize = _tess_bin_size(bin);
   size_t slices = (bsize + TESS_SLICE_SIZE - 1) >> TESS_SLICE_SHIFT;
   bool is_zero;
-  _tess_purger_start();
   tess_page_t* page = _tess_arena_span_alloc(slices, TESS_PAGE_LARGE, &is_zero);
   if (page == NULL) return NULL;
   tess_segment_t* seg = _tess_segment_of(page);
