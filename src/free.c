@@ -263,6 +263,7 @@ static tess_page_t* page_checked(const void* p, const char* call, tess_segment_t
       *huge = seg;
       return &seg->slices[0];
     }
+    if (_tess_huge_was_freed(p, m)) _tess_error(call, p, "double free");
     _tess_error(call, p, "invalid pointer (not the start of a block)");
   }
   _tess_error(call, p, "invalid pointer (not allocated by tessera)");

@@ -115,8 +115,11 @@ static void huge_unmap(tess_segment_t* seg) {
   _tess_os_unmap(seg->map_base, seg->mapped);
 }
 
-/* Add a free huge segment to the cache (the caller made room). */
+/* Add a free huge segment to the cache (the caller made room).  Its page
+ * says FREE, whatever resizing it went through on the way, so that a
+ * second free of the block is refused rather than caching it twice. */
 static void cache_put(tess_segment_t* seg, uint64_t freed_at) {
+  seg->slices[0].kind = TESS_PAGE_FREE;
   size_t i = cache.count++;
   while (i > 0 && cache.freed_at[i - 1] > freed_at) { /* keep oldest first */
     cache.seg[i] = cache.seg[i - 1];
@@ -217,9 +220,9 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
   return seg->slices[0].start;
 }
 
-/* The huge segment whose block may start in the 4 MiB of p, given the
- * segment-map byte there; NULL if p cannot be a huge block's start. */
-tess_segment_t* _tess_huge_segment_of(const void* p, uint8_t map_value) {
+/* The huge segment (live or cached) whose block may start in the 4 MiB of
+ * p, given the segment-map byte there; NULL if there is none. */
+static tess_segment_t* huge_header_of(const void* p, uint8_t map_value) {
   tess_segment_t* seg = _tess_segment_of(p);
   if (map_value >= TESS_SEGMAP_HUGE_BACK) {
     size_t back_shift = (size_t)(map_value - TESS_SEGMAP_HUGE_BACK) + TESS_SEGMENT_SHIFT;
@@ -227,8 +230,22 @@ tess_segment_t* _tess_huge_segment_of(const void* p, uint8_t map_value) {
     seg = (tess_segment_t*)((uint8_t*)seg - ((size_t)1 << back_shift));
     if (_tess_segmap_get((uintptr_t)seg) != TESS_SEGMAP_HUGE) return NULL;
   }
-  if (seg->slices[0].kind != TESS_PAGE_HUGE) return NULL;
   return seg;
+}
+
+/* The live huge block's segment for p; NULL if p cannot be a huge block's
+ * start. */
+tess_segment_t* _tess_huge_segment_of(const void* p, uint8_t map_value) {
+  tess_segment_t* seg = huge_header_of(p, map_value);
+  if (seg == NULL || seg->slices[0].kind != TESS_PAGE_HUGE) return NULL;
+  return seg;
+}
+
+/* Was p a huge block that is now freed and cached (so freeing it again is
+ * a double free)? */
+bool _tess_huge_was_freed(const void* p, uint8_t map_value) {
+  tess_segment_t* seg = huge_header_of(p, map_value);
+  return seg != NULL && seg->slices[0].kind == TESS_PAGE_FREE && seg->slices[0].start == p;
 }
 
 /* How many bytes of freed huge blocks the cache may hold: none under an

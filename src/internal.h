@@ -309,6 +309,7 @@ bool _tess_huge_cache_nonempty(void);
 void _tess_huge_fork_child(void);
 void* _tess_huge_realloc(tess_segment_t* seg, size_t size);
 tess_segment_t* _tess_huge_segment_of(const void* p, uint8_t map_value);
+bool _tess_huge_was_freed(const void* p, uint8_t map_value);
 void _tess_arena_purge(bool force);
 void _tess_arena_maybe_purge(void);
 void _tess_arena_fork_child(void);

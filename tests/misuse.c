@@ -183,6 +183,15 @@ static void c_double_free_huge(void) {
   announce(p);
   v_free(p);
 }
+/* Bigger than the huge-block cache: shrunk to fit it when freed, and the
+ * cached remainder must still refuse a second free (it once passed for a
+ * live block and was cached twice). */
+static void c_double_free_huge_over_cache(void) {
+  void* p = v_malloc(100 << 20);
+  v_free(p);
+  announce(p);
+  v_free(p);
+}
 static void c_double_free_aligned(void) {
   void* p = v_aligned_alloc(4096, 100);
   v_free(p);
@@ -423,6 +432,7 @@ static const misuse_case_t cases[] = {
     {"double free (medium, later slice, threads)", c_double_free_medium_later_slice, "free", "double free", 0},
     {"double free (large)", c_double_free_large, "free", "double free|invalid pointer", 0},
     {"double free (huge)", c_double_free_huge, "free", "double free|invalid pointer", 0},
+    {"double free (huge, bigger than the cache)", c_double_free_huge_over_cache, "free", "double free", 0},
     {"double free (aligned_alloc 4096)", c_double_free_aligned, "free", "double free", 0},
     {"double free (first free from another thread)", c_double_free_cross_thread, "free", "double free", 0},
     {"sized delete, size too big", c_delete_sized_wrong, "operator delete", "size", 0},
