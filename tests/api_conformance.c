@@ -895,15 +895,22 @@ static void test_huge_reuse_bounded(void) {
  * kept longer than the purge delay for the next big request: expiring it
  * after 50 ms only made a busy program map and fault in a new one.  The
  * second block comes from the cache, with no new mapping. */
-static void test_huge_cache_outlives_delay(void) {
-  if (!expect_tessera || !stats_get || getenv("TESSERA_PURGE_DELAY") != NULL) return;
+/* Leave a freed, written huge block of n bytes in tessera's cache (after
+ * emptying it); false if this run does not test the cache. */
+static bool huge_block_cached(size_t n, int fill) {
+  if (!expect_tessera || !stats_get || getenv("TESSERA_PURGE_DELAY") != NULL) return false;
   do_trim();
-  size_t n = 12 * MiB;
   unsigned char* p = A->malloc(n);
-  CHECK_MSG(p != NULL, "malloc(12 MiB) failed");
-  if (!p) return;
-  memset(p, 0x6e, n);
+  CHECK_MSG(p != NULL, "malloc(%zu MiB) failed", n / MiB);
+  if (!p) return false;
+  memset(p, fill, n);
   A->free(p);
+  return true;
+}
+
+static void test_huge_cache_outlives_delay(void) {
+  size_t n = 12 * MiB;
+  if (!huge_block_cached(n, 0x6e)) return;
   struct timespec pause = {0, 150 * 1000 * 1000}; /* 3 delays; the cache keeps 20 */
   nanosleep(&pause, NULL);
   tess_stats_t s0 = {0}, s1 = {0};
@@ -937,6 +944,43 @@ static void test_huge_reuse_trimmed(void) {
             usable / MiB);
   memset(p, 0x5d, n);
   A->free(p);
+}
+
+/* calloc and aligned allocations take freed huge blocks from the cache
+ * too, with no new mapping: calloc clears the reused memory (it held
+ * 0x7a), and an aligned block sits at its alignment inside the reused
+ * segment; a freed aligned block serves the next plain one in turn. */
+static void test_huge_reuse_calloc_aligned(void) {
+  size_t n = 12 * MiB;
+  if (!huge_block_cached(n, 0x7a)) return;
+  tess_stats_t s0 = {0}, s1 = {0};
+  stats_get(&s0);
+  unsigned char* z = A->calloc(1, n - 4096);
+  CHECK_MSG(z != NULL, "calloc(12 MiB - 4 KiB) failed");
+  if (!z) return;
+  size_t bad = n;
+  for (size_t i = 0; i < n - 4096; i += 509)
+    if (z[i] != 0) {
+      bad = i;
+      break;
+    }
+  CHECK_MSG(bad == n && z[n - 4097] == 0, "calloc reusing a freed huge block: byte %zu is 0x%02x, not 0", bad,
+            bad < n ? z[bad] : 0);
+  memset(z, 0x7b, n - 4096);
+  A->free(z);
+  unsigned char* a = A->aligned_alloc(1 * MiB, 8 * MiB);
+  CHECK_MSG(a != NULL && ((uintptr_t)a & (MiB - 1)) == 0, "aligned_alloc(1 MiB, 8 MiB) = %p", (void*)a);
+  if (!a) return;
+  memset(a, 0x7c, 8 * MiB);
+  A->free(a);
+  unsigned char* b = A->malloc(n);
+  CHECK_MSG(b != NULL, "malloc(12 MiB) failed");
+  if (b) memset(b, 0x7d, n);
+  stats_get(&s1);
+  CHECK_MSG(s1.mmap_calls == s0.mmap_calls,
+            "calloc, aligned_alloc and malloc after a freed huge block made %zu new mappings, not 0",
+            s1.mmap_calls - s0.mmap_calls);
+  A->free(b);
 }
 
 /* Does the mapping holding p carry the "hg" (MADV_HUGEPAGE) flag in
@@ -1399,6 +1443,7 @@ int main(int argc, char** argv) {
   test_huge_reuse_bounded();
   test_huge_reuse_trimmed();
   test_huge_cache_outlives_delay();
+  test_huge_reuse_calloc_aligned();
   test_huge_page_advice();
   test_sparse_pages_return_memory();
   test_impossible();

@@ -192,6 +192,12 @@ static void c_double_free_huge_over_cache(void) {
   announce(p);
   v_free(p);
 }
+static void c_double_free_huge_aligned(void) {
+  void* p = v_aligned_alloc(1 << 20, 8 << 20); /* cached when freed, like a plain one */
+  v_free(p);
+  announce(p);
+  v_free(p);
+}
 static void c_double_free_aligned(void) {
   void* p = v_aligned_alloc(4096, 100);
   v_free(p);
@@ -433,6 +439,7 @@ static const misuse_case_t cases[] = {
     {"double free (large)", c_double_free_large, "free", "double free|invalid pointer", 0},
     {"double free (huge)", c_double_free_huge, "free", "double free|invalid pointer", 0},
     {"double free (huge, bigger than the cache)", c_double_free_huge_over_cache, "free", "double free", 0},
+    {"double free (huge, aligned to 1 MiB)", c_double_free_huge_aligned, "free", "double free", 0},
     {"double free (aligned_alloc 4096)", c_double_free_aligned, "free", "double free", 0},
     {"double free (first free from another thread)", c_double_free_cross_thread, "free", "double free", 0},
     {"sized delete, size too big", c_delete_sized_wrong, "operator delete", "size", 0},
