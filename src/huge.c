@@ -13,11 +13,11 @@
  * below that) are kept, resident, in a small cache for the purge delay,
  * and the next huge allocation, calloc and aligned ones included, reuses
  * one (see huge_from_cache): a program that allocates and frees big
- * buffers in turn neither maps nor faults in fresh memory every time.  The purger unmaps
- * what has waited out the delay; without it the next allocator calls do,
- * after twenty delays (see _tess_huge_cache_purge); huge_cache_cap says
- * how much is kept.  The cache has its own
- * leaf lock; no system call is made while it is held.
+ * buffers in turn neither maps nor faults in fresh memory every time.
+ * The purger unmaps what has waited out the delay; without it the next
+ * allocator calls do, after twenty delays (see _tess_huge_cache_purge);
+ * huge_cache_cap says how much is kept.  The cache has its own leaf lock;
+ * no system call is made while it is held.
  *
  * With TESSERA_HUGEPAGES=1 (off by default), a huge mapping of 4 MiB or
  * more (two huge pages; see _tess_huge_alloc) asks the kernel for
@@ -267,7 +267,7 @@ bool _tess_huge_was_freed(const void* p, uint8_t map_value) {
  * there the bound on an idle program is time, and a program that keeps
  * many big buffers in flight (40 of 1-40 MiB, four threads) reuses their
  * memory instead of mapping and faulting in a fresh one for most of them:
- * half the page faults, and a third of the time, at 2-4% more RSS.
+ * a third of the page faults and 40% of the time, at about the same RSS.
  * Without the purger (a single-threaded program) later allocator calls
  * expire them, so a program that frees big buffers and then stops calling
  * the allocator keeps up to TESS_HUGE_CACHE_MAX mapped, as glibc keeps up
