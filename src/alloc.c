@@ -157,8 +157,10 @@ static void* realloc_checked(void* p, size_t size, const char* call) {
     if (q == NULL) return NULL; /* errno is ENOMEM; p is untouched */
   }
   /* Growing: all of the old block fits.  Shrinking (below half): keep what
-   * the new block can hold, its class size (it came from malloc). */
-  size_t keep = size > usable ? usable : _tess_bin_size(_tess_bin(size));
+   * the new block can hold, its usable size (a huge one's is not its size
+   * class's: an aligned huge block shrunk to 3 MB once copied 143 KB past
+   * the end of its new mapping). */
+  size_t keep = size > usable ? usable : usable_size_inline(q, call);
   if (keep > usable) keep = usable;
   memcpy(q, p, keep);
   _tess_free_inline(p, call);

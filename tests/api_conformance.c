@@ -983,6 +983,29 @@ static void test_huge_reuse_calloc_aligned(void) {
   A->free(b);
 }
 
+/* Shrinking an aligned huge block below half its size moves it (mremap is
+ * for plain ones): the copy must stop at the new block's end.  It once
+ * copied the new size's class size, 143 KB past a 3 MB block's mapping. */
+static void test_realloc_shrink_aligned_huge(void) {
+  size_t n = 10 * MiB, m = 3000000;
+  void* v = NULL;
+  CHECK(A->posix_memalign(&v, 4096, n) == 0 && v != NULL);
+  if (!v) return;
+  memset(v, 0x11, n);
+  unsigned char* q = A->realloc(v, m);
+  CHECK_MSG(q != NULL, "realloc(aligned 10 MiB, 3 MB) failed");
+  if (!q) return;
+  size_t bad = m;
+  for (size_t i = 0; i < m; i += 4093)
+    if (q[i] != 0x11) {
+      bad = i;
+      break;
+    }
+  CHECK_MSG(bad == m && q[m - 1] == 0x11, "realloc shrinking an aligned huge block lost byte %zu", bad);
+  CHECK(A->usable_size(q) >= m);
+  A->free(q);
+}
+
 /* Does the mapping holding p carry the "hg" (MADV_HUGEPAGE) flag in
  * /proc/self/smaps?  -1 if the mapping is not found. */
 static int mapping_has_hugepage_advice(const void* p) {
@@ -1444,6 +1467,7 @@ int main(int argc, char** argv) {
   test_huge_reuse_trimmed();
   test_huge_cache_outlives_delay();
   test_huge_reuse_calloc_aligned();
+  test_realloc_shrink_aligned_huge();
   test_huge_page_advice();
   test_sparse_pages_return_memory();
   test_impossible();
