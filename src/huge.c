@@ -70,8 +70,8 @@ static void huge_setup(tess_segment_t* seg, size_t total, size_t offset) {
 
 /* Resize the mapping of seg (a plain huge block) to `total` bytes: in
  * place when the address space allows, else moved without copying to a
- * fresh aligned range.  Returns the (possibly moved) segment or NULL, in
- * which case seg is untouched.  Caller fixes the segment map. */
+ * fresh aligned range, its segment-map entry moved along.  Returns the
+ * (possibly moved) segment or NULL, in which case seg is untouched. */
 static tess_segment_t* huge_remap(tess_segment_t* seg, size_t total) {
   size_t old = seg->mapped;
   if (total == old) return seg;
@@ -83,25 +83,28 @@ static tess_segment_t* huge_remap(tess_segment_t* seg, size_t total) {
   size_t mapped;
   tess_segment_t* dest = _tess_os_map_aligned(total, TESS_SEGMENT_SIZE, &base, &mapped);
   if (dest == NULL) return NULL;
+  /* The move gives the old range back to the kernel, and another thread
+   * may map it at once and mark it in the segment map: the old entry is
+   * cleared before, never after (clearing it after erased a new block's
+   * entry, which then passed for "not allocated by tessera"). */
+  _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
   if (_tess_prim_remap(seg, old, total, dest, true) != 0) {
+    _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_HUGE);
     _tess_os_unmap(dest, total);
     return NULL;
   }
+  _tess_segmap_set((uintptr_t)dest, TESS_SEGMAP_HUGE);
   /* The old range is gone, its pages now live at dest. */
   atomic_fetch_sub_explicit(&_tess_os.mapped, old, memory_order_relaxed);
   return dest;
 }
 
-/* huge_remap, with the segment map and the committed bytes kept in step:
- * the header is then set up by the caller. */
+/* huge_remap, with the committed bytes kept in step: the header is then
+ * set up by the caller. */
 static tess_segment_t* huge_resize(tess_segment_t* seg, size_t total) {
   size_t old = seg->mapped;
   tess_segment_t* dest = huge_remap(seg, total);
   if (dest == NULL) return NULL;
-  if (dest != seg) {
-    _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_NONE);
-    _tess_segmap_set((uintptr_t)dest, TESS_SEGMAP_HUGE);
-  }
   if (total > old) _tess_os_committed_add(total - old);
   else _tess_os_committed_sub(old - total);
   dest->mapped = total;
