@@ -138,8 +138,11 @@ static void* realloc_checked(void* p, size_t size, const char* call) {
   }
   if (size > PTRDIFF_MAX) return _tess_fail_enomem();
   if (size <= usable && size >= usable / 2) return p;
-  if (usable > TESS_MEDIUM_MAX && usable <= TESS_LARGE_MAX && size > TESS_MEDIUM_MAX && size <= TESS_LARGE_MAX) {
-    /* large to large: grow into the free span after it, or shrink */
+  if (usable > TESS_MEDIUM_MAX && usable <= TESS_LARGE_MAX && size > TESS_MEDIUM_MAX && size <= TESS_LARGE_MAX &&
+      _tess_segmap_get((uintptr_t)p) == TESS_SEGMAP_NORMAL) {
+    /* large to large: grow into the free span after it, or shrink (not a
+     * huge block that only its alignment made huge: its usable size can
+     * be a large one's too) */
     tess_page_t* page = _tess_page_of(_tess_segment_of(p), p);
     if (_tess_arena_large_resize(page, size)) return p;
   }

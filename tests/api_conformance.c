@@ -1006,6 +1006,34 @@ static void test_realloc_shrink_aligned_huge(void) {
   A->free(q);
 }
 
+/* A block huge only for its alignment (beyond 64 KiB) can have the usable
+ * size of a large one; realloc must not resize it as one (it once took
+ * the huge header for an arena segment and crashed). */
+static void test_realloc_aligned_huge_large_sizes(void) {
+  size_t sizes[] = {200000, 300000, 150000, 1500000, 140000};
+  for (size_t al = 128 * 1024; al <= 4 * MiB; al *= 2) {
+    void* v = NULL;
+    CHECK(A->posix_memalign(&v, al, sizes[0]) == 0 && v != NULL && ((uintptr_t)v & (al - 1)) == 0);
+    if (!v) return;
+    unsigned char* p = v;
+    memset(p, 0x2e, sizes[0]);
+    size_t live = sizes[0];
+    for (size_t k = 1; k < sizeof sizes / sizeof *sizes; k++) {
+      unsigned char* q = A->realloc(p, sizes[k]);
+      CHECK_MSG(q != NULL, "realloc(%zu-aligned, %zu) failed", al, sizes[k]);
+      if (!q) break;
+      size_t keep = live < sizes[k] ? live : sizes[k];
+      CHECK_MSG(q[0] == 0x2e && q[keep / 2] == 0x2e && q[keep - 1] == 0x2e,
+                "realloc of a %zu-aligned block to %zu lost its contents", al, sizes[k]);
+      CHECK(A->usable_size(q) >= sizes[k]);
+      memset(q, 0x2e, sizes[k]);
+      p = q;
+      live = sizes[k];
+    }
+    A->free(p);
+  }
+}
+
 /* Does the mapping holding p carry the "hg" (MADV_HUGEPAGE) flag in
  * /proc/self/smaps?  -1 if the mapping is not found. */
 static int mapping_has_hugepage_advice(const void* p) {
@@ -1468,6 +1496,7 @@ int main(int argc, char** argv) {
   test_huge_cache_outlives_delay();
   test_huge_reuse_calloc_aligned();
   test_realloc_shrink_aligned_huge();
+  test_realloc_aligned_huge_large_sizes();
   test_huge_page_advice();
   test_sparse_pages_return_memory();
   test_impossible();
