@@ -187,6 +187,16 @@ static void* huge_from_cache(size_t total, size_t offset) {
   return seg->slices[0].start;
 }
 
+/* Does a huge block at `offset` with `usable` bytes go through the cache?
+ * Its header must be in its first 4 MiB (then a cached segment, 4 MiB
+ * aligned, holds any such alignment), and it must be huge for its size, not
+ * only for an alignment beyond 64 KiB: a 200 KB block taking a 30 MiB
+ * cached one whole would pin it all, and caching such small ones would
+ * crowd the big ones out. */
+static bool huge_cacheable(size_t offset, size_t usable) {
+  return offset < TESS_SEGMENT_SIZE && usable > TESS_LARGE_MAX;
+}
+
 void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
   size_t offset = alignment > TESS_HUGE_OFFSET ? alignment : TESS_HUGE_OFFSET;
   size_t back = offset >> TESS_SEGMENT_SHIFT; /* segments from header to block: 0 or 2^k */
@@ -198,15 +208,11 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
   size_t total = huge_total(offset, size);
   _tess_purger_start();
   if (!_tess_purger_running()) _tess_huge_cache_purge(false); /* expire inline */
-  /* Any huge block whose header fits in its first 4 MiB can take a cached
-   * segment (4 MiB aligned, so any smaller alignment holds); calloc clears
-   * what it asked for, as every allocator does with reused memory: that
-   * beats faulting in a fresh mapping page by page (twice for a page read
-   * before it is written), and it spares the mmap and munmap that stall
-   * every other thread's page faults.  Not a block here only for its
-   * alignment (2 MiB or less): reused whole, its usable size would pass
-   * for a large block's. */
-  if (offset < TESS_SEGMENT_SIZE && size > TESS_LARGE_MAX) {
+  /* calloc clears what it asked for, as every allocator does with reused
+   * memory: that beats faulting in a fresh mapping page by page (twice for
+   * a page read before it is written), and it spares the mmap and munmap
+   * that stall every other thread's page faults. */
+  if (huge_cacheable(offset, size)) {
     void* p = huge_from_cache(total, offset);
     if (p != NULL) {
       if (zero) memset(p, 0, size);
@@ -288,7 +294,7 @@ void _tess_huge_free(tess_segment_t* seg) {
   page->kind = TESS_PAGE_FREE; /* a second free now finds no huge block */
   atomic_fetch_sub_explicit(&_tess_os.huge_count, 1, memory_order_relaxed);
   atomic_fetch_sub_explicit(&_tess_os.huge_bytes, seg->mapped, memory_order_relaxed);
-  size_t cap = offset < TESS_SEGMENT_SIZE && seg->mapped > TESS_LARGE_MAX + offset ? huge_cache_cap() : 0;
+  size_t cap = huge_cacheable(offset, seg->huge_size) ? huge_cache_cap() : 0;
   if (cap != 0 && seg->mapped > cap) {
     /* A block bigger than the cap keeps its head (shrinking stays in
      * place): the next big buffer then faults in only the rest. */

@@ -880,13 +880,8 @@ static void test_huge_reuse_bounded(void) {
     unsigned char* z = A->calloc(1, n);
     CHECK_MSG(z != NULL, "calloc(%zu MiB) failed", n / MiB);
     if (!z) continue;
-    size_t bad = n;
-    for (size_t i = 0; i < n; i += 4093)
-      if (z[i] != 0) {
-        bad = i;
-        break;
-      }
-    CHECK_MSG(bad == n && z[n - 1] == 0, "calloc(%zu MiB) after a freed huge block: byte %zu not zero", n / MiB, bad);
+    size_t bad = th_first_nonzero(z, n);
+    CHECK_MSG(bad == n, "calloc(%zu MiB) after a freed huge block: byte %zu not zero", n / MiB, bad);
     A->free(z);
   }
 }
@@ -958,14 +953,9 @@ static void test_huge_reuse_calloc_aligned(void) {
   unsigned char* z = A->calloc(1, n - 4096);
   CHECK_MSG(z != NULL, "calloc(12 MiB - 4 KiB) failed");
   if (!z) return;
-  size_t bad = n;
-  for (size_t i = 0; i < n - 4096; i += 509)
-    if (z[i] != 0) {
-      bad = i;
-      break;
-    }
-  CHECK_MSG(bad == n && z[n - 4097] == 0, "calloc reusing a freed huge block: byte %zu is 0x%02x, not 0", bad,
-            bad < n ? z[bad] : 0);
+  size_t bad = th_first_nonzero(z, n - 4096);
+  CHECK_MSG(bad == n - 4096, "calloc reusing a freed huge block: byte %zu is 0x%02x, not 0", bad,
+            bad < n - 4096 ? z[bad] : 0);
   memset(z, 0x7b, n - 4096);
   A->free(z);
   unsigned char* a = A->aligned_alloc(1 * MiB, 8 * MiB);
@@ -995,13 +985,8 @@ static void test_realloc_shrink_aligned_huge(void) {
   unsigned char* q = A->realloc(v, m);
   CHECK_MSG(q != NULL, "realloc(aligned 10 MiB, 3 MB) failed");
   if (!q) return;
-  size_t bad = m;
-  for (size_t i = 0; i < m; i += 4093)
-    if (q[i] != 0x11) {
-      bad = i;
-      break;
-    }
-  CHECK_MSG(bad == m && q[m - 1] == 0x11, "realloc shrinking an aligned huge block lost byte %zu", bad);
+  size_t bad = th_first_not(q, m, 0x11);
+  CHECK_MSG(bad == m, "realloc shrinking an aligned huge block lost byte %zu", bad);
   CHECK(A->usable_size(q) >= m);
   A->free(q);
 }

@@ -141,13 +141,16 @@ static inline size_t th_verify(const void* p, size_t n, uintptr_t key, size_t si
   return n;
 }
 
-/* Index of the first non-zero byte of p[0..n), or n. */
-static inline size_t th_first_nonzero(const void* p, size_t n) {
+/* Index of the first byte of p[0..n) that is not `c`, or n. */
+static inline size_t th_first_not(const void* p, size_t n, unsigned char c) {
   const unsigned char* b = (const unsigned char*)p;
   for (size_t i = 0; i < n; i++)
-    if (b[i]) return i;
+    if (b[i] != c) return i;
   return n;
 }
+
+/* Index of the first non-zero byte of p[0..n), or n. */
+static inline size_t th_first_nonzero(const void* p, size_t n) { return th_first_not(p, n, 0); }
 
 /* Resident set size of this process in bytes, from /proc/self/statm. */
 static inline size_t th_rss_bytes(void) {
