@@ -64,7 +64,8 @@ TESS_API void tess_free_aligned_sized(void* p, size_t alignment, size_t size);
 /* ---- aligned allocation ------------------------------------------------ */
 
 /* `alignment` must be a power of two (EINVAL otherwise, NULL returned).
- * Alignments up to 1 GiB are served. */
+ * Alignments up to 1 GiB are served; larger ones while the address space
+ * has room for them (NULL and ENOMEM otherwise). */
 TESS_API void* tess_aligned_alloc(size_t alignment, size_t size) TESS_MALLOC_ATTR TESS_ALLOC_SIZE(2);
 
 /* POSIX: alignment a power of two multiple of sizeof(void*), else EINVAL;
