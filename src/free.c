@@ -31,20 +31,42 @@ static bool block_is_free(tess_page_t* page, tess_block_t* b) {
   return false;
 }
 
+/* Report p, which is not the start of a block.  When it points inside the
+ * block of `size` bytes at `block` (NULL: none), say where that block
+ * starts: it is the allocation the program most likely meant. */
+static TESS_COLD __attribute__((noreturn)) void report_not_start(const char* call, const void* p, const void* block,
+                                                                   size_t size) {
+  size_t into = (size_t)((uintptr_t)p - (uintptr_t)block);
+  if (block == NULL || (uintptr_t)p < (uintptr_t)block || into >= size) {
+    _tess_error(call, p, "invalid pointer (not the start of a block)");
+  }
+  char what[160];
+  _tess_format(what, sizeof what, "invalid pointer (not the start of a block: offset %zu of the %zu-byte block at %p)",
+               into, size, block);
+  _tess_error(call, p, what);
+}
+
+/* A second free of b, a block of `size` bytes. */
+static TESS_COLD __attribute__((noreturn)) void report_double_free(const char* call, const void* b, size_t size) {
+  char what[96];
+  _tess_format(what, sizeof what, "double free (of a %zu-byte block)", size);
+  _tess_error(call, b, what);
+}
+
 static void check_block_start(tess_page_t* page, const void* p, const char* call) {
   uintptr_t off = (uintptr_t)p - (uintptr_t)page->start;
   if (tess_unlikely(!_tess_is_block_start(page, off))) {
-    if (off < (uintptr_t)page->reserved * page->block_size && off % page->block_size == 0) {
-      _tess_error(call, p, "invalid pointer (never allocated)");
-    }
-    _tess_error(call, p, "invalid pointer (not the start of a block)");
+    size_t bsize = page->block_size;
+    if (off >= (uintptr_t)page->reserved * bsize) report_not_start(call, p, NULL, 0);
+    if (off % bsize == 0) _tess_error(call, p, "invalid pointer (never allocated)");
+    report_not_start(call, p, page->start + off / bsize * bsize, bsize);
   }
 }
 
 /* A local free that failed a fast-path check or hit a full page. */
 void _tess_free_local_checked(tess_page_t* page, tess_block_t* b, const char* call) {
   check_block_start(page, b, call);
-  if (_tess_maybe_double_free(page, b) && block_is_free(page, b)) _tess_error(call, b, "double free");
+  if (_tess_maybe_double_free(page, b) && block_is_free(page, b)) report_double_free(call, b, page->block_size);
   tess_heap_t* heap = _tess_page_owner(page);
   int saved = errno;
   if (page->in_full) _tess_page_unfull(heap, page);
@@ -211,7 +233,7 @@ static TESS_NOINLINE void free_remote_slow(tess_page_t* page, tess_block_t* b, c
       return;
     }
   }
-  if (_tess_maybe_double_free(page, b) && in_my_chains(heap, b)) _tess_error(call, b, "double free");
+  if (_tess_maybe_double_free(page, b) && in_my_chains(heap, b)) report_double_free(call, b, page->block_size);
   chain_add(heap, page, b);
 }
 
@@ -238,7 +260,7 @@ void _tess_free_owned_page(tess_page_t* page, tess_block_t* b, size_t size, cons
 }
 
 static void free_large(tess_page_t* page, const void* p, const char* call) {
-  if (p != page->start) _tess_error(call, p, "invalid pointer (not the start of a block)");
+  if (p != page->start) report_not_start(call, p, page->start, page->block_size);
   atomic_fetch_sub_explicit(&_tess_os.large_bytes, page->block_size, memory_order_relaxed);
   atomic_fetch_sub_explicit(&_tess_os.pages_in_use_bytes, (size_t)page->slice_count << TESS_SLICE_SHIFT,
                             memory_order_relaxed);
@@ -264,6 +286,7 @@ static tess_page_t* page_checked(const void* p, const char* call, tess_segment_t
       return &seg->slices[0];
     }
     if (_tess_huge_was_freed(p, m)) _tess_error(call, p, "double free");
+    if (seg != NULL) report_not_start(call, p, seg->slices[0].start, seg->huge_size);
     _tess_error(call, p, "invalid pointer (not the start of a block)");
   }
   _tess_error(call, p, "invalid pointer (not allocated by tessera)");
@@ -327,7 +350,7 @@ size_t _tess_usable_size_checked(const void* p, const char* call) {
     _tess_error(call, p, "invalid pointer (the memory is free)");
   }
   if (page->kind == TESS_PAGE_LARGE) {
-    if (p != page->start) _tess_error(call, p, "invalid pointer (not the start of a block)");
+    if (p != page->start) report_not_start(call, p, page->start, page->block_size);
   } else {
     check_block_start(page, p, call);
   }
