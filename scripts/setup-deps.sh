@@ -21,6 +21,7 @@ declare -A need=(
   [ruby]=ruby
   [sqlite3]=sqlite3
   [git]=git
+  [xz]=xz-utils
   [/usr/include/stdio.h]=libc6-dev
   [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev
 )

@@ -360,7 +360,29 @@ sha256sum prog main.o list.o strings.o
 EOF
 }
 
-need "$PY" perl ruby sqlite3 git gcc timeout cmp sha256sum || exit 1
+# ---- threaded tools: sort --parallel, xz -T2 ----------------------------------
+# Blocks allocated by one worker thread and freed by another, in programs
+# that were not written with any allocator in mind.
+setup_threads() {
+  fresh_run_dir "$1"
+  env -u LD_PRELOAD "$PY" - "$1/run/input.txt" <<'EOF'
+import random, sys
+random.seed(7)
+words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+with open(sys.argv[1], "w") as f:
+    for i in range(300000):
+        f.write("%s %08d %s\n" % (random.choice(words), random.randrange(10**8), "x" * random.randrange(40)))
+EOF
+  cat >"$1/run/work.sh" <<'EOF'
+set -e
+sort --parallel=2 -S 8M -k2,2n input.txt | sha256sum
+sort --parallel=2 -S 8M -u -k1,1 input.txt | sha256sum
+xz -T2 -3 --block-size=2MiB -c input.txt > input.txt.xz
+xz -T2 -d -c input.txt.xz | sha256sum
+EOF
+}
+
+need "$PY" perl ruby sqlite3 git gcc xz sort timeout cmp sha256sum || exit 1
 
 run_case python "python3" setup_python "$PY" work.py
 run_case perl "perl" setup_perl perl work.pl
@@ -368,6 +390,7 @@ run_case ruby "ruby" setup_ruby ruby work.rb
 run_case sqlite3 "sqlite3" setup_sqlite sh -c 'sqlite3 test.db < work.sql'
 run_case git "git" setup_git bash work.sh
 run_case gcc "gcc cc1 as collect2 ld prog" setup_gcc bash build.sh
+run_case threads "sort xz" setup_threads bash work.sh
 
 echo "real_programs: $passes passed, $failures failed"
 [[ $failures -eq 0 ]]
