@@ -56,10 +56,10 @@ static TESS_COLD __attribute__((noreturn)) void report_double_free(const char* c
 static void check_block_start(tess_page_t* page, const void* p, const char* call) {
   uintptr_t off = (uintptr_t)p - (uintptr_t)page->start;
   if (tess_unlikely(!_tess_is_block_start(page, off))) {
-    size_t bsize = page->block_size;
+    size_t bsize = page->block_size, idx = off / bsize;
     if (off >= (uintptr_t)page->reserved * bsize) report_not_start(call, p, NULL, 0);
-    if (off % bsize == 0) _tess_error(call, p, "invalid pointer (never allocated)");
-    report_not_start(call, p, page->start + off / bsize * bsize, bsize);
+    if (idx >= page->capacity) _tess_error(call, p, "invalid pointer (never allocated)"); /* not carved yet */
+    report_not_start(call, p, page->start + idx * bsize, bsize);
   }
 }
 

@@ -83,6 +83,14 @@ static void c_free_plus1(void) {
   announce(p + 1);
   v_free(p + 1);
 }
+/* Inside a block of a page that was never handed out: a 3000-byte block
+ * (3072-byte class, one carved per 4 KiB) is the first of its page in the
+ * child, and the 16th slot is not carved yet. */
+static void c_free_never_carved(void) {
+  char* p = v_malloc(3000);
+  announce(p + 15 * 3072 + 100);
+  v_free(p + 15 * 3072 + 100);
+}
 static void c_free_interior_medium(void) {
   char* p = v_malloc(20000);
   announce(p + 4096);
@@ -419,6 +427,7 @@ static const misuse_case_t cases[] = {
     {"free of an interior pointer (small, +96)", c_free_interior_small_mid, "free", "invalid pointer", 0},
     {"free of block start + 8", c_free_plus8, "free", "invalid pointer", 0},
     {"free of block start + 1", c_free_plus1, "free", "offset 1 of the 48-byte block at", 0},
+    {"free inside a block never handed out", c_free_never_carved, "free", "invalid pointer (never allocated)", 0},
     {"free of an interior pointer (medium)", c_free_interior_medium, "free", "invalid pointer", 0},
     {"free of an interior pointer (medium, later slice, threads)", c_free_interior_medium_later_slice, "free",
      "invalid pointer", 0},
