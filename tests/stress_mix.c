@@ -179,6 +179,8 @@ static unsigned char* make(uint64_t* s, bool big) {
       void* q = realloc(p, h.size);
       if (q == NULL) free(p);
       p = q;
+      size_t kept = first < h.size ? first : h.size, bad = p ? th_first_not(p, kept, 0x5a) : kept;
+      CHECK_MSG(bad == kept, "realloc(%zu -> %zu) = %p lost byte %zu", first, h.size, p, bad);
     }
     break;
   }
