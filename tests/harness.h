@@ -20,18 +20,21 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Counted with atomic adds: several tests check from many threads at once
+ * (GCC builtins, so the C++ test can share this header). */
 static long th_checks;
 static long th_failures;
 static const char* th_context; /* optional label printed with failures */
+#define TH_COUNT_CHECK() __atomic_fetch_add(&th_checks, 1, __ATOMIC_RELAXED)
 
 #define TH_MAX_PRINTED 60 /* failures printed in full; the rest only counted */
 
 static void th_fail(const char* file, int line, const char* expr, const char* fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void th_fail(const char* file, int line, const char* expr, const char* fmt, ...) {
-  th_failures++;
-  if (th_failures > TH_MAX_PRINTED) {
-    if (th_failures == TH_MAX_PRINTED + 1)
+  long n = __atomic_add_fetch(&th_failures, 1, __ATOMIC_RELAXED);
+  if (n > TH_MAX_PRINTED) {
+    if (n == TH_MAX_PRINTED + 1)
       fprintf(stderr, "(further failures counted, not printed)\n");
     return;
   }
@@ -51,14 +54,14 @@ static void th_fail(const char* file, int line, const char* expr, const char* fm
 /* CHECK(expr): counts and reports a false expression. */
 #define CHECK(expr)                                                   \
   do {                                                                \
-    th_checks++;                                                      \
+    TH_COUNT_CHECK();                                                 \
     if (!(expr)) th_fail(__FILE__, __LINE__, #expr, "%s", "");        \
   } while (0)
 
 /* CHECK_MSG(expr, fmt, ...): as CHECK, with printf-style context. */
 #define CHECK_MSG(expr, ...)                                          \
   do {                                                                \
-    th_checks++;                                                      \
+    TH_COUNT_CHECK();                                                 \
     if (!(expr)) th_fail(__FILE__, __LINE__, #expr, __VA_ARGS__);     \
   } while (0)
 
@@ -66,7 +69,7 @@ static void th_fail(const char* file, int line, const char* expr, const char* fm
 #define CHECK_EQ(a, b)                                                        \
   do {                                                                        \
     uintmax_t th_a_ = (uintmax_t)(a), th_b_ = (uintmax_t)(b);                 \
-    th_checks++;                                                              \
+    TH_COUNT_CHECK();                                                         \
     if (th_a_ != th_b_)                                                       \
       th_fail(__FILE__, __LINE__, #a " == " #b, "%ju (0x%jx) vs %ju (0x%jx)", \
               th_a_, th_a_, th_b_, th_b_);                                    \
@@ -76,7 +79,7 @@ static void th_fail(const char* file, int line, const char* expr, const char* fm
 #define CHECK_ERRNO(e)                                                       \
   do {                                                                       \
     int th_e_ = errno;                                                       \
-    th_checks++;                                                             \
+    TH_COUNT_CHECK();                                                        \
     if (th_e_ != (e))                                                        \
       th_fail(__FILE__, __LINE__, "errno == " #e, "errno is %d (%s)", th_e_, \
               strerror(th_e_));                                              \
