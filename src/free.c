@@ -32,12 +32,12 @@ static bool block_is_free(tess_page_t* page, tess_block_t* b) {
 }
 
 /* Report p, which is not the start of a block.  When it points inside the
- * block of `size` bytes at `block` (NULL: none), say where that block
- * starts: it is the allocation the program most likely meant. */
+ * block of `size` bytes at `block`, say where that block starts: it is the
+ * allocation the program most likely meant. */
 static TESS_COLD __attribute__((noreturn)) void report_not_start(const char* call, const void* p, const void* block,
                                                                    size_t size) {
   size_t into = (size_t)((uintptr_t)p - (uintptr_t)block);
-  if (block == NULL || (uintptr_t)p < (uintptr_t)block || into >= size) {
+  if ((uintptr_t)p < (uintptr_t)block || into >= size) {
     _tess_error(call, p, "invalid pointer (not the start of a block)");
   }
   char what[160];
@@ -57,7 +57,7 @@ static void check_block_start(tess_page_t* page, const void* p, const char* call
   uintptr_t off = (uintptr_t)p - (uintptr_t)page->start;
   if (tess_unlikely(!_tess_is_block_start(page, off))) {
     size_t bsize = page->block_size, idx = off / bsize;
-    if (off >= (uintptr_t)page->reserved * bsize) report_not_start(call, p, NULL, 0);
+    if (off >= (uintptr_t)page->reserved * bsize) _tess_error(call, p, "invalid pointer (not the start of a block)");
     if (idx >= page->capacity) _tess_error(call, p, "invalid pointer (never allocated)"); /* not carved yet */
     report_not_start(call, p, page->start + idx * bsize, bsize);
   }
