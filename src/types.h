@@ -232,7 +232,9 @@ typedef struct tess_segment_s {
   uint8_t in_purge_list;
   uint64_t dirty_since;        /* ms: oldest free-and-dirty time              */
   size_t huge_size;            /* huge: usable bytes of the block             */
-  tess_page_t slices[TESS_SLICES_PER_SEGMENT]; /* normal; huge uses [0]      */
+  /* normal; huge uses [0].  Cache-line aligned, so that each descriptor's
+   * fast-path fields share one line (the fields above end at byte 72). */
+  tess_page_t slices[TESS_SLICES_PER_SEGMENT] __attribute__((aligned(64)));
 } tess_segment_t;
 
 /* ---- heap ---------------------------------------------------------------- */
