@@ -203,6 +203,8 @@ typedef struct tess_page_s {
 } tess_page_t;
 
 _Static_assert(sizeof(tess_page_t) == 128, "slice descriptors are 128 bytes");
+_Static_assert(offsetof(tess_page_t, slice_offset) + sizeof(uint32_t) <= 64,
+               "the fast-path fields fit in the descriptor's first cache line");
 #define TESS_PAGE_DESC_SHIFT 7
 
 /* ---- segment ------------------------------------------------------------- */
