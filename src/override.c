@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include "alloc_inline.h"
 
+#include <dlfcn.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <tessera.h>
@@ -205,6 +206,41 @@ typedef void (*tess_new_handler_t)(void);
 extern tess_new_handler_t _ZSt15get_new_handlerv(void) __attribute__((weak));
 extern void _ZSt17__throw_bad_allocv(void) __attribute__((weak, noreturn));
 
+/* A new-handler may throw std::bad_alloc, which a nothrow new must turn
+ * into NULL, and C cannot catch it (it would unwind out of a noexcept
+ * function: std::terminate).  The standard defines the nothrow forms as
+ * "call operator new; return NULL if it throws", and that is how the C++
+ * runtimes write theirs, so with a handler installed a failing nothrow new
+ * hands the call to the runtime's own (the next definition after
+ * tessera's), which calls tessera's throwing operator new inside its try
+ * block.  Weak, like the hooks above: a static program has no dlsym. */
+extern void* dlsym(void* handle, const char* name) __attribute__((weak));
+extern int dladdr(const void* addr, Dl_info* info) __attribute__((weak));
+
+/* The C++ runtime's nothrow new (aligned: its aligned one), or NULL if there
+ * is none to hand to: not found, or not in libstdc++ or libc++ (another
+ * allocator's would hand out blocks tessera cannot free). */
+static void* runtime_nothrow_new(bool aligned) {
+  static _Atomic(void*) found[2];
+  static _Atomic(bool) looked[2];
+  if (!atomic_load_explicit(&looked[aligned], memory_order_acquire)) {
+    void* f = NULL;
+    if (dlsym != NULL && dladdr != NULL) {
+      f = dlsym(RTLD_NEXT, aligned ? "_ZnwmSt11align_val_tRKSt9nothrow_t" : "_ZnwmRKSt9nothrow_t");
+      Dl_info info;
+      if (f != NULL && (dladdr(f, &info) == 0 || info.dli_fname == NULL ||
+                        (strstr(info.dli_fname, "libstdc++") == NULL && strstr(info.dli_fname, "libc++") == NULL))) {
+        f = NULL;
+      }
+    }
+    atomic_store_explicit(&found[aligned], f, memory_order_relaxed);
+    atomic_store_explicit(&looked[aligned], true, memory_order_release);
+  }
+  return atomic_load_explicit(&found[aligned], memory_order_relaxed);
+}
+
+static const char nothrow_tag; /* std::nothrow_t is empty: any address does */
+
 TESS_COLD static void* new_failed(size_t size, size_t alignment, bool nothrow) {
   for (;;) {
     tess_new_handler_t handler = _ZSt15get_new_handlerv != NULL ? _ZSt15get_new_handlerv() : NULL;
@@ -212,6 +248,13 @@ TESS_COLD static void* new_failed(size_t size, size_t alignment, bool nothrow) {
       if (nothrow) return NULL;
       if (_ZSt17__throw_bad_allocv != NULL) _ZSt17__throw_bad_allocv();
       _tess_error("operator new", NULL, "out of memory, and std::bad_alloc cannot be thrown");
+    }
+    if (nothrow) {
+      void* f = runtime_nothrow_new(alignment != 0);
+      if (f != NULL) {
+        if (alignment != 0) return ((void* (*)(size_t, size_t, const void*))f)(size, alignment, &nothrow_tag);
+        return ((void* (*)(size_t, const void*))f)(size, &nothrow_tag);
+      }
     }
     handler();
     void* p = alignment > TESS_ALIGN ? _tess_aligned_generic(alignment, size, false) : _tess_malloc_inline(size);

@@ -5,7 +5,8 @@
 // with its own mapping): tess_stats_get's huge_count rises by one at new and
 // falls back at delete, which proves both sides went through tessera.
 // Impossible sizes: operator new throws std::bad_alloc (after calling the
-// new-handler), the nothrow forms return nullptr.
+// new-handler), the nothrow forms return nullptr, also when the new-handler
+// throws.
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -176,6 +177,10 @@ void counting_handler() {
   handler_calls++;
   std::set_new_handler(nullptr);  // next failure throws
 }
+void throwing_handler() {
+  handler_calls++;
+  throw std::bad_alloc();
+}
 
 void test_impossible() {
   volatile std::size_t impossible = SIZE_MAX / 2;  // volatile: no constant folding
@@ -229,6 +234,39 @@ void test_impossible() {
   }
   CHECK_MSG(threw, "operator new with a new-handler did not throw in the end");
   CHECK_MSG(handler_calls == 1, "the new-handler was called %d times, want 1", handler_calls);
+
+  // A new-handler that throws std::bad_alloc: the nothrow forms return
+  // nullptr (the exception must not escape them, which are noexcept: it
+  // would end in std::terminate), after calling the handler once.
+  std::set_new_handler(throwing_handler);
+  struct Form {
+    const char* name;
+    void* (*call)(std::size_t);
+  };
+  const Form forms[] = {
+      {"operator new(nothrow)", [](std::size_t n) { return ::operator new(n, std::nothrow); }},
+      {"operator new[](nothrow)", [](std::size_t n) { return ::operator new[](n, std::nothrow); }},
+      {"operator new(align 64, nothrow)",
+       [](std::size_t n) { return ::operator new(n, std::align_val_t(64), std::nothrow); }},
+      {"operator new[](align 4096, nothrow)",
+       [](std::size_t n) { return ::operator new[](n, std::align_val_t(4096), std::nothrow); }},
+      {"new (nothrow) char[]", [](std::size_t n) { return static_cast<void*>(new (std::nothrow) char[n]); }},
+  };
+  for (const Form& f : forms) {
+    handler_calls = 0;
+    void* p = reinterpret_cast<void*>(1);
+    try {
+      p = f.call(impossible);
+    } catch (...) {
+      CHECK_MSG(false, "%s let the new-handler's exception escape", f.name);
+    }
+    CHECK_MSG(p == nullptr, "%s with a throwing new-handler = %p", f.name, p);
+    CHECK_MSG(handler_calls == 1, "%s called the throwing new-handler %d times, want 1", f.name, handler_calls);
+  }
+  // A real request still succeeds with that handler installed.
+  void* ok = ::operator new(64, std::nothrow);
+  small_ok("operator new(64, nothrow) with a throwing handler", ok, 64);
+  ::operator delete(ok);
   std::set_new_handler(nullptr);
 }
 
