@@ -152,8 +152,10 @@ static void cache_take(size_t i) {
  * shrunk in place first, so its resident tail goes back to the OS instead
  * of staying pinned behind a long-lived smaller block (sort frees its 100
  * MB buffer and then allocates 26 MB merge buffers: reused whole, the
- * first kept 38 MB more resident than glibc for the whole merge). */
-static void* huge_from_cache(size_t total, size_t offset) {
+ * first kept 38 MB more resident than glibc for the whole merge).
+ * *reused says how many bytes of the block were the cached block's (what
+ * mremap added after them is fresh, and zero). */
+static void* huge_from_cache(size_t total, size_t offset, size_t* reused) {
   if (cache.count == 0) return NULL; /* racy hint */
   _tess_lock(&cache.lock);
   if (cache.count == 0) {
@@ -171,6 +173,7 @@ static void* huge_from_cache(size_t total, size_t offset) {
   cache_take(i);
   _tess_unlock(&cache.lock);
   size_t old = seg->mapped;
+  *reused = old - offset; /* old > offset: the block was bigger than a large one */
   if (old < total || old - total > TESS_HUGE_CACHE_MAX / 2) {
     tess_segment_t* dest = huge_resize(seg, total);
     if (dest == NULL) {
@@ -197,6 +200,42 @@ static bool huge_cacheable(size_t offset, size_t usable) {
   return offset < TESS_SEGMENT_SIZE && usable > TESS_LARGE_MAX;
 }
 
+/* calloc on reused memory: clear the n bytes at p, but write only the
+ * pages that are resident and drop the others (MADV_DONTNEED: a page
+ * swapped out would otherwise come back with its old bytes).  A program
+ * that callocs a big table and touches little of it, again and again
+ * (mimalloc's test_perf3: 16 GiB five times), so neither pays for nor
+ * keeps resident what it never touched. */
+static void huge_clear(uint8_t* p, size_t n) {
+  enum { CHUNK_PAGES = 4096 }; /* 16 MiB per residency query */
+  unsigned char vec[CHUNK_PAGES];
+  uint8_t* end = p + n;
+  uint8_t* first = (uint8_t*)(((uintptr_t)p + TESS_OS_PAGE_SIZE - 1) & ~(uintptr_t)(TESS_OS_PAGE_SIZE - 1));
+  uint8_t* last = (uint8_t*)((uintptr_t)end & ~(uintptr_t)(TESS_OS_PAGE_SIZE - 1));
+  if (first >= last) {
+    memset(p, 0, n);
+    return;
+  }
+  memset(p, 0, (size_t)(first - p)); /* the partial pages at both ends */
+  memset(last, 0, (size_t)(end - last));
+  for (uint8_t* c = first; c < last; c += (size_t)CHUNK_PAGES * TESS_OS_PAGE_SIZE) {
+    size_t pages = (size_t)(last - c) / TESS_OS_PAGE_SIZE;
+    if (pages > CHUNK_PAGES) pages = CHUNK_PAGES;
+    if (_tess_prim_resident(c, pages * TESS_OS_PAGE_SIZE, vec) != 0) {
+      memset(c, 0, pages * TESS_OS_PAGE_SIZE);
+      continue;
+    }
+    for (size_t i = 0; i < pages;) {
+      size_t j = i + 1;
+      while (j < pages && (vec[j] & 1) == (vec[i] & 1)) j++;
+      uint8_t* run = c + i * TESS_OS_PAGE_SIZE;
+      size_t len = (j - i) * TESS_OS_PAGE_SIZE;
+      if ((vec[i] & 1) != 0 || _tess_prim_purge(run, len) != 0) memset(run, 0, len);
+      i = j;
+    }
+  }
+}
+
 void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
   size_t offset = alignment > TESS_HUGE_OFFSET ? alignment : TESS_HUGE_OFFSET;
   size_t back = offset >> TESS_SEGMENT_SHIFT; /* segments from header to block: 0 or 2^k */
@@ -211,11 +250,13 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
   /* calloc clears what it asked for, as every allocator does with reused
    * memory: that beats faulting in a fresh mapping page by page (twice for
    * a page read before it is written), and it spares the mmap and munmap
-   * that stall every other thread's page faults. */
+   * that stall every other thread's page faults.  Only the cached part
+   * needs it, and only its resident pages (huge_clear). */
   if (huge_cacheable(offset, size)) {
-    void* p = huge_from_cache(total, offset);
+    size_t reused;
+    void* p = huge_from_cache(total, offset, &reused);
     if (p != NULL) {
-      if (zero) memset(p, 0, size);
+      if (zero) huge_clear(p, size < reused ? size : reused);
       return p;
     }
   }

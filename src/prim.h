@@ -29,6 +29,10 @@ int _tess_prim_unmap(void* p, size_t size);
  * later reads see zeros.  Both OS-page aligned. */
 int _tess_prim_purge(void* p, size_t size);
 
+/* Which OS pages of [p, p + size) are resident (p page-aligned): one byte
+ * per page in vec, bit 0 set if resident.  0 or an errno. */
+int _tess_prim_resident(void* p, size_t size, unsigned char* vec);
+
 /* Resize the mapping at p from old_size to new_size.  With `fixed`, move it
  * to exactly `dest` (a reserved range of new_size bytes); without, only grow
  * or shrink in place. */

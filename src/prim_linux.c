@@ -44,6 +44,10 @@ int _tess_prim_purge(void* p, size_t size) {
   return madvise(p, size, MADV_DONTNEED) == 0 ? 0 : errno;
 }
 
+int _tess_prim_resident(void* p, size_t size, unsigned char* vec) {
+  return mincore(p, size, vec) == 0 ? 0 : errno;
+}
+
 int _tess_prim_remap(void* p, size_t old_size, size_t new_size, void* dest, bool fixed) {
   void* q = fixed ? mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest)
                   : mremap(p, old_size, new_size, 0);

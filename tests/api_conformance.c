@@ -291,6 +291,50 @@ static void test_calloc_recycled_spans(void) {
   }
 }
 
+/* calloc of a huge block that reuses a freed one: zero everywhere, over
+ * pages the freed block wrote and pages it never touched, also when the
+ * reused block must grow; and only what the program touches becomes
+ * resident, so a program that callocs a big sparse table again and again
+ * (mimalloc's test_perf3: calloc(16 GiB) five times) neither waits for nor
+ * keeps all of it. */
+static void test_calloc_huge_reuse(void) {
+  size_t n = 24 * MiB;
+  unsigned char* p = A->malloc(n);
+  CHECK(p != NULL);
+  if (!p) return;
+  memset(p, 0xC5, n); /* dense */
+  A->free(p);
+  p = A->calloc(1, n);
+  CHECK(p != NULL);
+  if (!p) return;
+  CHECK_MSG(th_first_nonzero(p, n) == n, "calloc(24 MiB) after a written 24 MiB block: byte %zu not zero",
+            th_first_nonzero(p, n));
+  for (size_t i = 0; i < n; i += 16 * page_size) p[i + 100] = 0xC5; /* sparse */
+  p[n - 1] = 0xC5;
+  A->free(p);
+  size_t grown = n + 40 * MiB;
+  p = A->calloc(1, grown);
+  CHECK(p != NULL);
+  if (!p) return;
+  CHECK_MSG(th_first_nonzero(p, grown) == grown, "calloc(64 MiB) after a sparsely written 24 MiB block: byte %zu not zero",
+            th_first_nonzero(p, grown));
+  A->free(p);
+
+  size_t big = 1024 * MiB, rss0 = th_rss_bytes();
+  for (int r = 0; r < 4; r++) {
+    unsigned char* q = A->calloc(1, big);
+    CHECK_MSG(q != NULL, "calloc(1 GiB) round %d", r);
+    if (!q) break;
+    size_t rss = th_rss_bytes();
+    CHECK_MSG(rss < rss0 + 96 * MiB, "calloc(1 GiB) round %d, two bytes written in each before: RSS grew from %zu to %zu MiB",
+              r, rss0 / MiB, rss / MiB);
+    CHECK_MSG(q[5] == 0 && q[300 * MiB + 7] == 0 && q[big - 1] == 0, "calloc(1 GiB) round %d: not zero", r);
+    q[5] = 9;
+    q[300 * MiB + 7] = 7;
+    A->free(q);
+  }
+}
+
 /* ---- realloc --------------------------------------------------------------- */
 
 static const size_t realloc_sizes[] = {
@@ -1462,6 +1506,7 @@ int main(int argc, char** argv) {
   test_no_overlap();
   test_calloc();
   test_calloc_recycled_spans();
+  test_calloc_huge_reuse();
   test_realloc_pairs();
   test_realloc_ladder();
   test_realloc_keeps_usable();
