@@ -237,6 +237,11 @@ static void huge_clear(uint8_t* p, size_t n) {
 }
 
 void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
+  /* A block of 0 bytes still needs one inside its mapping: at `offset` with
+   * nothing after it, it would start where the mapping ends, on memory
+   * that is not its own (and its segment-map byte, with an alignment of 4
+   * MiB or more, on the next segment's). */
+  if (size == 0) size = 1;
   size_t offset = alignment > TESS_HUGE_OFFSET ? alignment : TESS_HUGE_OFFSET;
   size_t back = offset >> TESS_SEGMENT_SHIFT; /* segments from header to block: 0 or 2^k */
   if (size > PTRDIFF_MAX - offset - TESS_OS_PAGE_SIZE) return NULL;

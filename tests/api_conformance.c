@@ -682,6 +682,38 @@ static void test_alignments(void) {
   }
 }
 
+/* Size 0 at every alignment, the big ones included (a block placed by its
+ * own mapping): each is a distinct, aligned, freeable block, and making it
+ * disturbs no other block.  (tessera once put a 0-byte block with 128 KiB
+ * to 16 MiB alignment just past the end of its mapping, and with 4 MiB
+ * marked the next segment as its own: freeing a live block there was then
+ * refused as an invalid pointer.  jemalloc's posix_memalign test.) */
+static void test_aligned_zero_size(void) {
+  for (size_t al = 16; al <= 64 * MiB; al <<= 1) {
+    void* small = A->malloc(64);
+    void* big = A->aligned_alloc(al, MiB);
+    CHECK(small != NULL && big != NULL);
+    if (small) memset(small, 0x5A, 64);
+    if (big) memset(big, 0x5A, MiB);
+    void* z[3] = {NULL, NULL, NULL};
+    z[0] = A->aligned_alloc(al, 0);
+    int r = A->posix_memalign(&z[1], al, 0);
+    CHECK_MSG(r == 0, "posix_memalign(%zu, 0) = %d", al, r);
+    if (A->memalign) z[2] = A->memalign(al, 0);
+    for (int i = 0; i < 3; i++) {
+      if (i == 2 && !A->memalign) continue;
+      CHECK_MSG(z[i] != NULL && aligned_to(z[i], al), "aligned allocation %d of 0 bytes at %zu: %p", i, al, z[i]);
+      for (int j = 0; j < i; j++) CHECK_MSG(z[i] != z[j], "two 0-byte blocks at %zu share %p", al, z[i]);
+      CHECK_MSG(z[i] != small && z[i] != big, "a 0-byte block at %zu is a live block's address", al);
+    }
+    CHECK_MSG(small && ((unsigned char*)small)[63] == 0x5A, "a 0-byte aligned allocation (%zu) changed a block", al);
+    CHECK_MSG(big && ((unsigned char*)big)[MiB - 1] == 0x5A, "a 0-byte aligned allocation (%zu) changed a block", al);
+    A->free(small); /* refused as invalid if the segment map was overwritten */
+    A->free(big);
+    for (int i = 0; i < 3; i++) A->free(z[i]);
+  }
+}
+
 static void test_valloc_pvalloc(void) {
   if (!A->valloc) return;
   static const size_t sizes[] = {0, 1, 100, 4095, 4096, 4097, 10000, 100000, 3 * MiB, 5 * MiB};
@@ -1517,6 +1549,7 @@ int main(int argc, char** argv) {
   test_posix_memalign_einval();
   test_aligned_alloc_einval();
   test_alignments();
+  test_aligned_zero_size();
   test_valloc_pvalloc();
   test_free_preserves_errno();
   test_usable_size_constant();
