@@ -10,7 +10,11 @@ void* _tess_fail_enomem(void) {
 
 /* Blocks of up to TESS_MEDIUM_MAX come from the heap's pages, up to
  * TESS_LARGE_MAX from a span of their own, above that from a mapping of
- * their own.  `zero` asks for zeroed memory (calloc). */
+ * their own.  `zero` asks for zeroed memory (calloc): the whole block, its
+ * usable size and not only what was asked, as glibc's calloc clears the
+ * whole chunk (a program may take malloc_usable_size as zeroed room, and
+ * the bytes past the request would otherwise show a freed block's data,
+ * or the free-list link its first words held). */
 void* _tess_malloc_generic(size_t size, bool zero) {
   tess_heap_t* heap = _tess_heap_get();
   if (tess_unlikely(heap == &_tess_heap_empty)) {
@@ -27,7 +31,7 @@ void* _tess_malloc_generic(size_t size, bool zero) {
       p = _tess_page_malloc_slow(heap, size);
       if (p == NULL) return _tess_fail_enomem();
     }
-    if (zero) memset(p, 0, size);
+    if (zero) memset(p, 0, _tess_page_of(_tess_segment_of(p), p)->block_size);
     return p;
   }
   if (size <= TESS_LARGE_MAX) {
@@ -35,7 +39,7 @@ void* _tess_malloc_generic(size_t size, bool zero) {
     if (p == NULL) return _tess_fail_enomem();
     if (zero) {
       tess_page_t* page = _tess_page_of(_tess_segment_of(p), p);
-      if (!page->is_zero) memset(p, 0, size);
+      if (!page->is_zero) memset(p, 0, page->block_size);
     }
     return p;
   }
@@ -49,10 +53,10 @@ void* tess_malloc(size_t size) { return _tess_malloc_inline(size); }
 void* tess_calloc(size_t n, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total)) return _tess_fail_enomem();
-  if (total <= TESS_DIRECT_MAX) {
-    void* p = _tess_malloc_inline(total);
-    if (p != NULL) memset(p, 0, total);
-    return p;
+  if (total <= TESS_DIRECT_MAX) { /* malloc's fast path, clearing the whole block */
+    tess_page_t* page = _tess_heap_get()->direct[(total + TESS_ALIGN - 1) / TESS_ALIGN];
+    tess_block_t* block = page->free;
+    if (tess_likely(block != NULL)) return memset(_tess_page_take(page, block), 0, page->block_size);
   }
   return _tess_malloc_generic(total, true);
 }

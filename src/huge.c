@@ -252,18 +252,26 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
   size_t total = huge_total(offset, size);
   _tess_purger_start();
   if (!_tess_purger_running()) _tess_huge_cache_purge(false); /* expire inline */
-  /* calloc clears what it asked for, as every allocator does with reused
-   * memory: that beats faulting in a fresh mapping page by page (twice for
-   * a page read before it is written), and it spares the mmap and munmap
-   * that stall every other thread's page faults.  Only the cached part
-   * needs it, and only its resident pages (huge_clear). */
+  /* calloc takes a cached block too and clears it: that beats faulting
+   * in a fresh mapping page by page (twice for a page read before it is
+   * written), and it spares the mmap and munmap that stall every other
+   * thread's page faults.  Only the cached part needs it, and only its
+   * resident pages (huge_clear). */
   if (huge_cacheable(offset, size)) {
     size_t reused;
-    void* p = huge_from_cache(total, offset, &reused);
-    if (p != NULL) {
-      if (zero) huge_clear(p, size < reused ? size : reused);
-      return p;
+    uint8_t* p = huge_from_cache(total, offset, &reused);
+    if (p != NULL && zero) {
+      /* The block may be bigger than asked (a cached one reused whole):
+       * clear all of it, as glibc's fresh mapping would be, but give the
+       * whole pages past the request back instead of writing them. */
+      size_t usable = ((tess_segment_t*)(p - offset))->huge_size;
+      size_t dirty = usable < reused ? usable : reused;
+      size_t asked = huge_total(offset, size) - offset; /* to the end of its last OS page */
+      if (asked > dirty) asked = dirty;
+      huge_clear(p, asked);
+      if (dirty > asked && _tess_prim_purge(p + asked, dirty - asked) != 0) memset(p + asked, 0, dirty - asked);
     }
+    if (p != NULL) return p;
   }
   size_t align = alignment > TESS_SEGMENT_SIZE ? alignment : TESS_SEGMENT_SIZE;
   uint8_t* base;
