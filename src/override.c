@@ -59,12 +59,15 @@ TESS_EXPORT void* pvalloc(size_t size) {
 
 /* ---- glibc's tuning and introspection ------------------------------------- */
 
-/* Every parameter glibc knows is accepted (1); tessera tunes itself, so
- * they change nothing.  Unknown ones are refused (0), as glibc does. */
+/* Every parameter glibc knows is accepted (1) with the values glibc
+ * accepts; tessera tunes itself, so they change nothing.  A fastbin limit
+ * above glibc's maximum is refused (0) as glibc refuses it, and so is an
+ * unknown parameter (glibc accepts those: a bug its manual owns to). */
 TESS_EXPORT int mallopt(int param, int value) {
-  (void)value;
   switch (param) {
-  case M_MXFAST: case M_TRIM_THRESHOLD: case M_TOP_PAD: case M_MMAP_THRESHOLD: case M_MMAP_MAX:
+  case M_MXFAST:
+    return value >= 0 && (size_t)value <= 80 * sizeof(size_t) / 4;
+  case M_MMAP_THRESHOLD: case M_TRIM_THRESHOLD: case M_TOP_PAD: case M_MMAP_MAX:
   case M_CHECK_ACTION: case M_PERTURB: case M_ARENA_TEST: case M_ARENA_MAX:
     return 1;
   default:

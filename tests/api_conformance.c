@@ -1406,6 +1406,11 @@ static void test_glibc_extras(void) {
   CHECK_EQ(mallopt(M_ARENA_TEST, 8), 1);
   CHECK_EQ(mallopt(M_MXFAST, 128), 1);
   CHECK_EQ(mallopt(M_PERTURB, 0), 1);
+  /* 0 for a value glibc refuses (above its fastbin maximum, 160) */
+  CHECK_EQ(mallopt(M_MXFAST, 1000), 0);
+  CHECK_EQ(mallopt(M_MXFAST, -1), 0);
+  /* and for an unknown parameter (glibc says 1: the bug in its manual) */
+  if (expect_tessera) CHECK_EQ(mallopt(-1000, 1), 0);
 
   /* mallinfo / mallinfo2: non-zero once something is allocated */
   enum { N = 4096 };
