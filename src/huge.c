@@ -202,9 +202,9 @@ static bool huge_cacheable(size_t offset, size_t usable) {
 
 /* calloc on reused memory: clear the n bytes at p, but write only the
  * pages that are resident and drop the others (MADV_DONTNEED: a page
- * swapped out would otherwise come back with its old bytes).  A program
- * that callocs a big table and touches little of it, again and again
- * (mimalloc's test_perf3: 16 GiB five times), so neither pays for nor
+ * swapped out would otherwise come back with its old bytes).  So a
+ * program that callocs a big table and touches little of it, again and
+ * again (mimalloc's test_perf3: 16 GiB five times), neither pays for nor
  * keeps resident what it never touched. */
 static void huge_clear(uint8_t* p, size_t n) {
   enum { CHUNK_PAGES = 4096 }; /* 16 MiB per residency query */
@@ -265,11 +265,11 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
        * clear all of it, as glibc's fresh mapping would be, but give the
        * whole pages past the request back instead of writing them. */
       size_t usable = ((tess_segment_t*)(p - offset))->huge_size;
-      size_t dirty = usable < reused ? usable : reused;
+      size_t cached = usable < reused ? usable : reused;
       size_t asked = huge_total(offset, size) - offset; /* to the end of its last OS page */
-      if (asked > dirty) asked = dirty;
+      if (asked > cached) asked = cached;
       huge_clear(p, asked);
-      if (dirty > asked && _tess_prim_purge(p + asked, dirty - asked) != 0) memset(p + asked, 0, dirty - asked);
+      if (cached > asked && _tess_prim_purge(p + asked, cached - asked) != 0) memset(p + asked, 0, cached - asked);
     }
     if (p != NULL) return p;
   }
