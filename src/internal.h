@@ -275,7 +275,7 @@ void _tess_heap_drain_inbox(tess_heap_t* heap);  /* free.c */
 void _tess_heap_fork_child(void);
 size_t _tess_heap_count(void);
 size_t _tess_heaps_bytes_in_use(void);          /* mallinfo */
-size_t _tess_heap_bytes_in_use(tess_heap_t* heap); /* page.c, owner only */
+size_t _tess_heap_in_use(tess_heap_t* heap, bool bytes); /* page.c, owner only */
 
 /* page.c */
 void* _tess_page_malloc_slow(tess_heap_t* heap, size_t size);

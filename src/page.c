@@ -442,13 +442,14 @@ void _tess_heap_unpark_pages(tess_heap_t* heap) {
   }
 }
 
-/* Bytes in blocks handed out from the heap's pages (blocks freed by other
- * threads and not yet received count as in use).  Owner only. */
-size_t _tess_heap_bytes_in_use(tess_heap_t* heap) {
-  size_t bytes = 0;
+/* Blocks handed out from the heap's pages, or (`bytes`) the bytes in them;
+ * blocks freed by other threads and not yet received count as in use.
+ * Owner only. */
+size_t _tess_heap_in_use(tess_heap_t* heap, bool bytes) {
+  size_t n = 0;
   for (size_t bin = 1; bin <= TESS_BIN_MEDIUM_LAST; bin++) {
-    for (tess_page_t* p = heap->queues[bin].first; p != NULL; p = p->next) bytes += (size_t)p->used * p->block_size;
+    for (tess_page_t* p = heap->queues[bin].first; p != NULL; p = p->next) n += (size_t)p->used * (bytes ? p->block_size : 1);
   }
-  for (tess_page_t* p = heap->full.first; p != NULL; p = p->next) bytes += (size_t)p->used * p->block_size;
-  return bytes;
+  for (tess_page_t* p = heap->full.first; p != NULL; p = p->next) n += (size_t)p->used * (bytes ? p->block_size : 1);
+  return n;
 }

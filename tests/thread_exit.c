@@ -9,7 +9,9 @@
  *     blocks of dead threads are freed by other threads),
  *   - allocates a mix of sizes, frees most of them, and exits leaving
  *     KEEP blocks alive (filled with a checked pattern).
- * The main thread verifies and frees half of the leftovers itself.  After
+ * The main thread verifies and frees half of the leftovers itself.  (And
+ * once, WIDE threads each leave one block: their pages must go back as
+ * soon as the main thread frees those blocks.)  After
  * each round the process's RSS (and tessera's mapped / committed figures)
  * are recorded; rounds 10..ROUNDS-1 may use at most 2x round 5 + 32 MiB.
  */
@@ -193,6 +195,53 @@ static void wide_rounds(void) {
   pthread_attr_destroy(&attr);
 }
 
+/* WIDE threads alive at once each leave one block behind and exit; the
+ * main thread frees the blocks and allocates nothing after.  The pages
+ * the exited threads' heaps held must go back as their blocks come home
+ * (a heap is cleaned when its last block returns), not wait for new
+ * threads to adopt those heaps: afterwards at most the heaps the main
+ * thread's unsent remote frees are for (4) may still hold a page. */
+static void* leave_one_thread(void* arg) {
+  (void)arg;
+  void* tmp[64]; /* pages of many classes, emptied again before exit */
+  for (int i = 0; i < 64; i++) tmp[i] = malloc(16 + (size_t)(i * 37) % 3000);
+  pthread_barrier_wait(&wide_barrier);
+  for (int i = 0; i < 64; i++) free(tmp[i]);
+  unsigned char* p = malloc(100);
+  if (p) memset(p, 0x3C, 100);
+  return p;
+}
+
+static void leave_one_each(void) {
+  tess_trim(); /* start clean: every abandoned heap cleaned */
+  tess_stats_t before, after;
+  tess_stats_get(&before);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 128 * 1024);
+  pthread_t t[WIDE];
+  pthread_barrier_init(&wide_barrier, NULL, WIDE);
+  for (int i = 0; i < WIDE; i++) {
+    int e = pthread_create(&t[i], &attr, leave_one_thread, NULL);
+    if (e) {
+      fprintf(stderr, "thread_exit: pthread_create #%d: %s\n", i, strerror(e));
+      exit(1);
+    }
+  }
+  static unsigned char* left[WIDE];
+  for (int i = 0; i < WIDE; i++) pthread_join(t[i], (void**)&left[i]);
+  for (int i = 0; i < WIDE; i++) { /* every thread is gone before any block is freed */
+    CHECK(left[i] != NULL && left[i][0] == 0x3C && left[i][99] == 0x3C);
+    free(left[i]);
+  }
+  pthread_barrier_destroy(&wide_barrier);
+  pthread_attr_destroy(&attr);
+  tess_stats_get(&after);
+  CHECK_MSG(after.in_use <= before.in_use + MiB, "in_use %zu KiB before %d threads each left a block, %zu KiB "
+            "after the blocks were freed (exited threads' pages not given back)", before.in_use >> 10, WIDE,
+            after.in_use >> 10);
+}
+
 int main(int argc, char** argv) {
   /* --check-reclaim: also require tessera's in_use to come back to where it
    * started once every block is freed (registered as its own ctest) */
@@ -200,6 +249,7 @@ int main(int argc, char** argv) {
   tess_stats_t start;
   tess_stats_get(&start);
   wide_rounds();
+  leave_one_each();
   size_t rss[ROUNDS], mapped[ROUNDS], committed[ROUNDS];
   static job_t jobs[THREADS_PER_ROUND];
   long threads_started = 0;
