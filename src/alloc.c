@@ -31,7 +31,7 @@ void* _tess_malloc_generic(size_t size, bool zero) {
       p = _tess_page_malloc_slow(heap, size);
       if (p == NULL) return _tess_fail_enomem();
     }
-    if (zero) memset(p, 0, _tess_page_of(_tess_segment_of(p), p)->block_size);
+    if (zero) memset(p, 0, _tess_bin_size(_tess_bin(size))); /* its page's block size */
     return p;
   }
   if (size <= TESS_LARGE_MAX) {

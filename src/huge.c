@@ -200,6 +200,12 @@ static bool huge_cacheable(size_t offset, size_t usable) {
   return offset < TESS_SEGMENT_SIZE && usable > TESS_LARGE_MAX;
 }
 
+/* Zero whole OS pages by giving them back (read as zeros after), or by
+ * writing them if the OS refuses. */
+static void pages_drop(uint8_t* p, size_t n) {
+  if (_tess_prim_purge(p, n) != 0) memset(p, 0, n);
+}
+
 /* calloc on reused memory: clear the n bytes at p, but write only the
  * pages that are resident and drop the others (MADV_DONTNEED: a page
  * swapped out would otherwise come back with its old bytes).  So a
@@ -230,7 +236,8 @@ static void huge_clear(uint8_t* p, size_t n) {
       while (j < pages && (vec[j] & 1) == (vec[i] & 1)) j++;
       uint8_t* run = c + i * TESS_OS_PAGE_SIZE;
       size_t len = (j - i) * TESS_OS_PAGE_SIZE;
-      if ((vec[i] & 1) != 0 || _tess_prim_purge(run, len) != 0) memset(run, 0, len);
+      if ((vec[i] & 1) != 0) memset(run, 0, len);
+      else pages_drop(run, len);
       i = j;
     }
   }
@@ -269,7 +276,7 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
       size_t asked = huge_total(offset, size) - offset; /* to the end of its last OS page */
       if (asked > cached) asked = cached;
       huge_clear(p, asked);
-      if (cached > asked && _tess_prim_purge(p + asked, cached - asked) != 0) memset(p + asked, 0, cached - asked);
+      if (cached > asked) pages_drop(p + asked, cached - asked);
     }
     if (p != NULL) return p;
   }

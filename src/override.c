@@ -224,10 +224,10 @@ extern int dladdr(const void* addr, Dl_info* info) __attribute__((weak));
  * is none to hand to: not found, or not in libstdc++ or libc++ (another
  * allocator's would hand out blocks tessera cannot free). */
 static void* runtime_nothrow_new(bool aligned) {
-  static _Atomic(void*) found[2];
-  static _Atomic(bool) looked[2];
-  if (!atomic_load_explicit(&looked[aligned], memory_order_acquire)) {
-    void* f = NULL;
+  static const char none; /* looked, found none */
+  static _Atomic(void*) found[2]; /* NULL: not looked yet */
+  void* f = atomic_load_explicit(&found[aligned], memory_order_relaxed);
+  if (f == NULL) {
     if (dlsym != NULL && dladdr != NULL) {
       f = dlsym(RTLD_NEXT, aligned ? "_ZnwmSt11align_val_tRKSt9nothrow_t" : "_ZnwmRKSt9nothrow_t");
       Dl_info info;
@@ -236,10 +236,10 @@ static void* runtime_nothrow_new(bool aligned) {
         f = NULL;
       }
     }
+    if (f == NULL) f = (void*)&none;
     atomic_store_explicit(&found[aligned], f, memory_order_relaxed);
-    atomic_store_explicit(&looked[aligned], true, memory_order_release);
   }
-  return atomic_load_explicit(&found[aligned], memory_order_relaxed);
+  return f == &none ? NULL : f;
 }
 
 static const char nothrow_tag; /* std::nothrow_t is empty: any address does */
