@@ -107,12 +107,14 @@ int tess_posix_memalign(void** out, size_t alignment, size_t size) {
 }
 
 /* The usable size of p, validated: inline for the common small and medium
- * blocks, everything else (and every report) through the full check. */
+ * blocks in use, everything else (a block with a seal, which may be free,
+ * and every report) through the full check. */
 static inline size_t usable_size_inline(const void* p, const char* call) {
   if (tess_likely(_tess_segmap_get((uintptr_t)p) == TESS_SEGMAP_NORMAL)) {
     tess_page_t* page = _tess_page_of(_tess_segment_of(p), p);
     if (tess_likely((page->kind == TESS_PAGE_SMALL || page->kind == TESS_PAGE_MEDIUM) &&
-                    _tess_is_block_start(page, (uintptr_t)p - (uintptr_t)page->start))) {
+                    _tess_is_block_start(page, (uintptr_t)p - (uintptr_t)page->start) &&
+                    !_tess_maybe_double_free(page, p))) {
       return page->block_size;
     }
   }

@@ -5,13 +5,14 @@
  * Budgets, the return included (x86-64, gcc -O2; callgrind counts them
  * exactly, see bench/run --callgrind, which measures a malloc/free pair):
  *   malloc, size <= 1024, page has a free block:        18 instructions,
- *     of which 2 check that the block still carries the free mark (a
- *     block written after its free is reported, not followed)
+ *     of which 3 check the block's seal (a block written after its free is
+ *     reported, its link not followed)
  *   free, block of this thread's one-slice page, page not empty:
- *                                                       33 instructions,
- *     of which 11 are the always-on checks (segment map lookup, the
- *     block-boundary multiply-compare, the double-free mark) that let a bad
- *     free be reported instead of corrupting the heap.
+ *                                                       34 instructions,
+ *     of which 15 are the always-on checks (the segment map's bound and
+ *     lookup, the block-boundary multiply-compare, the seal) that let a bad
+ *     free be reported instead of corrupting the heap, and 2 write the
+ *     seal.
  * Each has one branch to its slow path for everything else.
  */
 #ifndef TESS_ALLOC_INLINE_H
@@ -48,10 +49,10 @@ static inline bool _tess_is_block_start(const tess_page_t* page, uintptr_t off) 
   return off * page->div_magic < page->limit;
 }
 
-/* Only a block whose mark matches (see _tess_mark_free) needs the slow
- * check. */
+/* Only a block that carries a seal, free or in flight (see
+ * _tess_seal_of), needs the slow check. */
 static inline bool _tess_maybe_double_free(const tess_page_t* page, const tess_block_t* b) {
-  return (b->mark ^ page->key) <= 1;
+  return _tess_seal_of(page, b) <= TESS_SEAL_SUSPECT;
 }
 
 TESS_NOINLINE void _tess_free_local_checked(tess_page_t* page, tess_block_t* b, const char* call);

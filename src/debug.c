@@ -12,9 +12,9 @@ bool _tess_page_is_valid(tess_page_t* page) {
   uint32_t free_count = 0;
   tess_block_t* lists[2] = {page->free, page->local_free};
   for (int l = 0; l < 2; l++) {
-    for (tess_block_t* b = lists[l]; b != NULL; b = _tess_link_decode(page, b->next)) {
+    for (tess_block_t* b = lists[l]; b != NULL; b = b->next) {
       uintptr_t off = (uintptr_t)b - (uintptr_t)page->start;
-      if (off >= _tess_page_area(page) || off % page->block_size != 0) return false;
+      if (off >= _tess_page_area(page) || off % page->block_size != 0 || !_tess_block_sealed(page, b)) return false;
       if (++free_count > page->capacity) return false; /* a cycle */
     }
   }

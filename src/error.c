@@ -113,8 +113,14 @@ void _tess_error(const char* call, const void* p, const char* what) {
   _tess_prim_abort();
 }
 
-void _tess_block_overwritten(const void* b) {
-  _tess_error("malloc", b, "heap corruption: a free block was overwritten (written after free, or by an overflow)");
+void _tess_block_overwritten(const char* call, const tess_page_t* page, const tess_block_t* b) {
+  /* A block on a free list that has the in-flight seal, and an aligned
+   * link, was freed again by another thread, which sent it home over the
+   * list's link (the low bit of a link written over fakes only the seal). */
+  if (_tess_block_in_flight(page, b) && ((uintptr_t)b->next & (TESS_ALIGN - 1)) == 0) {
+    _tess_error(call, b, "double free (detected later; one free came from another thread)");
+  }
+  _tess_error(call, b, "heap corruption: a free block was overwritten (written after free, or by an overflow)");
 }
 
 void _tess_warning(const char* fmt, ...) {

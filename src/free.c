@@ -23,9 +23,12 @@ static bool block_is_free(tess_page_t* page, tess_block_t* b) {
   tess_block_t* lists[2] = {page->free, page->local_free};
   for (int l = 0; l < 2; l++) {
     uint32_t steps = 0;
-    for (tess_block_t* x = lists[l]; x != NULL && steps <= page->capacity; x = _tess_link_decode(page, x->next), steps++) {
+    for (tess_block_t* x = lists[l]; x != NULL && steps <= page->capacity; x = x->next, steps++) {
       if (x == b) return true;
-      if ((uintptr_t)x - (uintptr_t)page->start >= _tess_page_area(page)) break; /* corrupt link */
+      /* A broken list cannot say whether b is on it: report what broke it. */
+      if ((uintptr_t)x - (uintptr_t)page->start >= _tess_page_area(page) || !_tess_block_sealed(page, x)) {
+        _tess_block_overwritten("free", page, x);
+      }
     }
   }
   return false;
@@ -74,7 +77,7 @@ void _tess_free_local_checked(tess_page_t* page, tess_block_t* b, const char* ca
   errno = saved;
 }
 
-/* Push a chain of `count` blocks (head..tail, linked) onto a page of
+/* Push a chain of `count` blocks (head..tail, linked and sealed) onto a page of
  * another heap with one CAS.  If the owner parked the page as full, the
  * first such push also puts the page on the owner's remote_pages stack so
  * the owner looks at it again. */
@@ -87,7 +90,7 @@ static void push_remote(tess_page_t* page, tess_block_t* head, tess_block_t* tai
   uintptr_t state;
   do {
     state = x & TESS_XFREE_STATE_MASK;
-    tail->next = _tess_link_encode(page, (tess_block_t*)(x & ~TESS_XFREE_STATE_MASK));
+    _tess_block_link(page, tail, (tess_block_t*)(x & ~TESS_XFREE_STATE_MASK));
   } while (!atomic_compare_exchange_weak_explicit(
       &page->xthread_free, &x, (uintptr_t)head | (state == TESS_XFREE_FULL ? TESS_XFREE_NOTIFIED : state),
       memory_order_release, memory_order_relaxed));
@@ -115,19 +118,22 @@ static void push_remote(tess_page_t* page, tess_block_t* head, tess_block_t* tai
  * locally.  (page->xthread_free is still used by a thread that cannot get a
  * heap of its own.)
  *
- * A block in flight carries the in-flight mark in its first word and is
- * linked, plainly, through its second (tess_block_t).  The mark makes a
- * second free of it look suspicious everywhere: to the sender (which then
- * looks in its chains), to the owner (which drains its inbox before looking
- * in its lists), and to the owner when it drains (a block whose mark is
- * gone was freed twice, or written after it was freed). */
+ * A block in flight is linked to the next block of its message, with the
+ * in-flight seal (tess_block_t).  The seal makes a second free of it look
+ * suspicious everywhere: to the sender (which then looks in its chains), to
+ * the owner (which drains its inbox before looking in its lists), and to
+ * the owner when it drains (a block whose seal is not the in-flight one was
+ * freed twice, or written after it was freed, and its link is not
+ * followed). */
 
-static inline tess_block_t** flight_link(tess_block_t* b) { return (tess_block_t**)&b->next; }
+static inline tess_page_t* page_of_block(const tess_block_t* b) { return _tess_page_of(_tess_segment_of(b), b); }
 
 static void send_message(tess_heap_t* owner, tess_block_t* head, tess_block_t* tail, uint32_t count) {
+  tess_page_t* tail_page = page_of_block(tail);
+  uintptr_t state = _tess_seal_of(tail_page, tail);
   tess_block_t* top = atomic_load_explicit(&owner->inbox, memory_order_relaxed);
   do {
-    *flight_link(tail) = top;
+    _tess_block_link_as(tail_page, tail, top, state);
   } while (!atomic_compare_exchange_weak_explicit(&owner->inbox, &top, head, memory_order_release,
                                                   memory_order_relaxed));
   if (tess_unlikely(owner->state == TESS_HEAP_ABANDONED)) {
@@ -148,24 +154,29 @@ void _tess_heap_flush_remote(tess_heap_t* heap) {
   }
 }
 
-/* Free locally a block of this heap that another thread freed. */
-static void free_from_message(tess_heap_t* heap, tess_block_t* b) {
-  tess_page_t* page = _tess_page_of(_tess_segment_of(b), b);
-  if (tess_unlikely(b->mark != _tess_mark_in_flight(page))) {
-    if (_tess_maybe_double_free(page, b) && block_is_free(page, b)) {
-      _tess_error("free", b, "double free (detected later; one free came from another thread)");
-    }
+/* A block in a message lost its in-flight seal: freed twice (the second
+ * time by its owner, which put it on a list), or written after the free. */
+static TESS_COLD __attribute__((noreturn)) void message_broken(tess_page_t* page, tess_block_t* b) {
+  if (_tess_block_sealed(page, b) && block_is_free(page, b)) {
+    _tess_error("free", b, "double free (detected later; one free came from another thread)");
   }
-  if (page->in_full) _tess_page_unfull(heap, page);
-  _tess_page_free_block(heap, page, b);
+  _tess_block_overwritten("free", page, b);
 }
 
-/* Take the inbox and free every block in it. */
+/* Take the inbox and free every block in it.  A block its sender suspected
+ * (it carried a seal when freed) is looked up in its page's lists first. */
 void _tess_heap_drain_inbox(tess_heap_t* heap) {
   tess_block_t* b = atomic_exchange_explicit(&heap->inbox, NULL, memory_order_acquire);
   while (b != NULL) {
-    tess_block_t* next = *flight_link(b);
-    free_from_message(heap, b);
+    tess_page_t* page = page_of_block(b);
+    uintptr_t state = _tess_seal_of(page, b);
+    if (tess_unlikely(state != TESS_SEAL_IN_FLIGHT)) {
+      if (state != TESS_SEAL_SUSPECT) message_broken(page, b);
+      if (block_is_free(page, b)) _tess_error("free", b, "double free (detected later; one free came from another thread)");
+    }
+    tess_block_t* next = b->next;
+    if (page->in_full) _tess_page_unfull(heap, page);
+    _tess_page_free_block(heap, page, b);
     b = next;
   }
 }
@@ -174,17 +185,20 @@ void _tess_heap_drain_inbox(tess_heap_t* heap) {
 static bool in_my_chains(tess_heap_t* heap, tess_block_t* b) {
   for (uint32_t i = 0; i < heap->remote_count; i++) {
     uint32_t steps = 0;
-    for (tess_block_t* x = heap->remote[i].head; x != NULL && steps <= TESS_REMOTE_BATCH; x = *flight_link(x), steps++) {
+    for (tess_block_t* x = heap->remote[i].head; x != NULL && steps <= TESS_REMOTE_BATCH; x = x->next, steps++) {
       if (x == b) return true;
+      tess_page_t* page = page_of_block(x);
+      if (!_tess_block_in_flight(page, x)) _tess_block_overwritten("free", page, x);
     }
   }
   return false;
 }
 
-/* Put b on chain c of this thread (its page's owner's). */
-static inline void chain_push(tess_heap_t* heap, tess_remote_chain_t* c, tess_page_t* page, tess_block_t* b) {
-  b->mark = _tess_mark_in_flight(page);
-  *flight_link(b) = c->head;
+/* Put b on chain c of this thread (its page's owner's), sealed in `state`
+ * (IN_FLIGHT or SUSPECT). */
+static inline void chain_push(tess_heap_t* heap, tess_remote_chain_t* c, tess_page_t* page, tess_block_t* b,
+                              uintptr_t state) {
+  _tess_block_link_as(page, b, c->head, state);
   c->head = b;
   c->count++;
   if (++heap->remote_blocks >= TESS_REMOTE_BATCH) _tess_heap_flush_remote(heap);
@@ -192,7 +206,8 @@ static inline void chain_push(tess_heap_t* heap, tess_remote_chain_t* c, tess_pa
 
 /* The first block for `owner`: a new chain (sending all of them first if
  * every chain is taken). */
-static TESS_NOINLINE void chain_start(tess_heap_t* heap, tess_heap_t* owner, tess_page_t* page, tess_block_t* b) {
+static TESS_NOINLINE void chain_start(tess_heap_t* heap, tess_heap_t* owner, tess_page_t* page, tess_block_t* b,
+                                      uintptr_t state) {
   uint32_t n = heap->remote_count;
   if (n == TESS_REMOTE_CHAINS) {
     _tess_heap_flush_remote(heap);
@@ -204,23 +219,23 @@ static TESS_NOINLINE void chain_start(tess_heap_t* heap, tess_heap_t* owner, tes
   c->head = NULL;
   c->tail = b;
   c->count = 0;
-  chain_push(heap, c, page, b);
+  chain_push(heap, c, page, b, state);
 }
 
 /* Add b to this thread's chain for the heap that owns its page. */
-static inline void chain_add(tess_heap_t* heap, tess_page_t* page, tess_block_t* b) {
+static inline void chain_add(tess_heap_t* heap, tess_page_t* page, tess_block_t* b, uintptr_t state) {
   tess_heap_t* owner = _tess_page_owner(page);
   for (uint32_t i = 0; i < heap->remote_count; i++) {
     if (heap->remote[i].owner == owner) {
-      chain_push(heap, &heap->remote[i], page, b);
+      chain_push(heap, &heap->remote[i], page, b, state);
       return;
     }
   }
-  chain_start(heap, owner, page, b);
+  chain_start(heap, owner, page, b, state);
 }
 
 /* free_remote's less common cases: the thread has no heap yet (it gets
- * one), or the block's mark says it may be free already. */
+ * one), or the block's seal says it may be free already. */
 static TESS_NOINLINE void free_remote_slow(tess_page_t* page, tess_block_t* b, const char* call) {
   tess_heap_t* heap = _tess_heap_get();
   if (heap == &_tess_heap_empty) {
@@ -228,13 +243,18 @@ static TESS_NOINLINE void free_remote_slow(tess_page_t* page, tess_block_t* b, c
     heap = _tess_heap_init_thread();
     errno = saved;
     if (heap == NULL) {
-      b->mark = _tess_mark_free(page); /* it joins the page's xthread list */
-      push_remote(page, b, b, 1);
+      push_remote(page, b, b, 1); /* it joins the page's xthread list */
       return;
     }
   }
-  if (_tess_maybe_double_free(page, b) && in_my_chains(heap, b)) report_double_free(call, b, page->block_size);
-  chain_add(heap, page, b);
+  if (!_tess_maybe_double_free(page, b)) {
+    chain_add(heap, page, b, TESS_SEAL_IN_FLIGHT);
+    return;
+  }
+  /* Sealed: in a chain of ours (checked here), or on its owner's lists or
+   * in a message to it (only the owner can look: it is sent as suspect). */
+  if (in_my_chains(heap, b)) report_double_free(call, b, page->block_size);
+  chain_add(heap, page, b, TESS_SEAL_SUSPECT);
 }
 
 /* A free into another heap's page: added to this thread's chain for that
@@ -248,7 +268,7 @@ static void free_remote(tess_page_t* page, tess_block_t* b, const char* call) {
     free_remote_slow(page, b, call);
     return;
   }
-  chain_add(heap, page, b);
+  chain_add(heap, page, b, TESS_SEAL_IN_FLIGHT);
 }
 
 /* b, a carved block's start, is in a small or medium page that is not
@@ -353,6 +373,13 @@ size_t _tess_usable_size_checked(const void* p, const char* call) {
     if (p != page->start) report_not_start(call, p, page->start, page->block_size);
   } else {
     check_block_start(page, p, call);
+    /* A sealed block of this thread's page is looked up in its lists (another
+     * thread's lists are not ours to walk). */
+    const tess_block_t* b = p;
+    if (_tess_maybe_double_free(page, b) && _tess_page_owner(page) == _tess_heap_get() &&
+        block_is_free(page, (tess_block_t*)b)) {
+      _tess_error(call, p, "invalid pointer (the memory is free)");
+    }
   }
   return page->block_size;
 }

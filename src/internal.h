@@ -172,50 +172,74 @@ static inline size_t _tess_purge_excess(size_t dirty, size_t cap) {
   return dirty - (cap - below);
 }
 
-/* ---- free-list links ------------------------------------------------------ */
+/* ---- free blocks: links and seals ----------------------------------------
+ * A free block holds the link to the next one and a seal, the link XORed
+ * with its page's random key and a state (tess_block_t): on a free list,
+ * or in flight to its owner.  The two words check each other: a program
+ * that writes over either after the free breaks the seal, so a wild link is
+ * never followed (it would have to guess the key).  malloc clears the seal,
+ * so in use a block carries none, and one that does was very probably freed
+ * already: only that case needs the slow check of a double free (a block in
+ * use that holds a seal by chance, or by a copy, merely takes it).  The
+ * key's top bit is set (next_key), so a cleared seal matches no state. */
+#define TESS_SEAL_FREE 0       /* on a free list of its page                  */
+#define TESS_SEAL_IN_FLIGHT 1  /* in a message to its owner                   */
+#define TESS_SEAL_SUSPECT 3    /* in a message, but it had a seal when freed: */
+                               /* freed twice, unless its owner disagrees     */
 
-static inline tess_block_t* _tess_link_decode(const tess_page_t* page, uintptr_t v) {
-  return (tess_block_t*)(v ^ page->key);
+/* v ^ page->key.  On x86-64 an XOR with the key in memory: left to itself
+ * gcc loads the key once into a register for the fast paths' two uses,
+ * which takes one instruction more than two XORs from memory. */
+static inline uintptr_t _tess_key_xor(const tess_page_t* page, uintptr_t v) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __asm__("xorq %1, %0" : "+r"(v) : "m"(page->key));
+  return v;
+#else
+  return v ^ page->key;
+#endif
 }
-static inline uintptr_t _tess_link_encode(const tess_page_t* page, const tess_block_t* b) {
-  return (uintptr_t)b ^ page->key;
+/* The block's seal state (TESS_SEAL_*), or anything above 3 if it has none. */
+static inline uintptr_t _tess_seal_of(const tess_page_t* page, const tess_block_t* b) {
+  return _tess_key_xor(page, b->seal ^ (uintptr_t)b->next);
 }
-
-/* A block's mark (tess_block_t): the page key while on a free list, the
- * key ^ 1 while in flight to its owner, cleared by malloc.  A block freed
- * twice still carries one of them (unless the program wrote over it after
- * the first free); only a match needs the slow check, and a block in use
- * that holds the key by chance merely takes it. */
-static inline uintptr_t _tess_mark_free(const tess_page_t* page) { return page->key; }
-static inline uintptr_t _tess_mark_in_flight(const tess_page_t* page) { return page->key ^ 1; }
+static inline bool _tess_block_sealed(const tess_page_t* page, const tess_block_t* b) {
+  return _tess_seal_of(page, b) == TESS_SEAL_FREE;
+}
+static inline bool _tess_block_in_flight(const tess_page_t* page, const tess_block_t* b) {
+  return (_tess_seal_of(page, b) | 2) == TESS_SEAL_SUSPECT; /* IN_FLIGHT or SUSPECT */
+}
+/* Link b to next, sealed in `state`. */
+static inline void _tess_block_link_as(const tess_page_t* page, tess_block_t* b, tess_block_t* next, uintptr_t state) {
+  b->next = next;
+  b->seal = _tess_key_xor(page, (uintptr_t)next ^ state);
+}
+/* Link b to next on a free list of its page. */
+static inline void _tess_block_link(const tess_page_t* page, tess_block_t* b, tess_block_t* next) {
+  _tess_block_link_as(page, b, next, TESS_SEAL_FREE);
+}
 /* In the third word of a free medium block whose inside was given back. */
 static inline uintptr_t _tess_mark_trimmed(const tess_page_t* page) { return page->key ^ 2; }
 
-/* Every block on a page's free lists carries the free mark, so malloc
- * checks it before handing a block out: a block without it was written
- * after it was freed, or by an overflow from the block before it, and its
- * link can no longer be trusted.  (One compare, on a word whose cache line
- * malloc reads anyway for the link.) */
-TESS_COLD __attribute__((noreturn)) void _tess_block_overwritten(const void* b);
-static inline bool _tess_block_intact(const tess_page_t* page, const tess_block_t* b) {
-  return b->mark == _tess_mark_free(page);
-}
+/* A free block's seal is broken (found by `call`): reported. */
+TESS_COLD __attribute__((noreturn)) void _tess_block_overwritten(const char* call, const tess_page_t* page,
+                                                                 const tess_block_t* b);
 
-/* Hand out b, the first block of page->free: its mark checked, unlinked,
- * counted, and the mark cleared (a block in use must not carry it, or a
- * second free would not be caught). */
+/* Hand out b, the first block of page->free: its seal checked (one load,
+ * one XOR and one compare more than taking the link), unlinked, counted,
+ * and the seal cleared (a block in use must not carry it, or a second free
+ * would not be caught). */
 static inline tess_block_t* _tess_page_take(tess_page_t* page, tess_block_t* b) {
-  if (tess_unlikely(!_tess_block_intact(page, b))) _tess_block_overwritten(b);
-  page->free = _tess_link_decode(page, b->next);
+  tess_block_t* next = (tess_block_t*)_tess_key_xor(page, b->seal); /* taken from the seal: one load less */
+  if (tess_unlikely(next != b->next)) _tess_block_overwritten("malloc", page, b);
+  page->free = next;
   page->used++;
-  b->mark = 0;
+  b->seal = 0;
   return b;
 }
 
 /* Put b on the front of a free list of its page. */
 static inline void _tess_block_push(const tess_page_t* page, tess_block_t** list, tess_block_t* b) {
-  b->mark = _tess_mark_free(page);
-  b->next = _tess_link_encode(page, *list);
+  _tess_block_link(page, b, *list);
   *list = b;
 }
 

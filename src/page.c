@@ -69,7 +69,9 @@ static uint64_t next_key(tess_heap_t* heap) {
   x ^= x >> 7;
   x ^= x << 17;
   heap->rng = x;
-  return x | 1; /* never 0, so a zero word never decodes to a link */
+  /* Top bit set: a cleared seal (0) beside any link, a NULL or a pointer
+   * (malloc leaves the link), matches no seal state (see _tess_seal_of). */
+  return x | ((uint64_t)1 << 63);
 }
 
 static void page_init(tess_heap_t* heap, tess_page_t* page, size_t bin, bool is_zero) {
@@ -102,13 +104,8 @@ static void page_extend(tess_page_t* page) {
   uint8_t* p = first;
   /* Marked free like freed blocks: freeing one that was never handed out
    * is caught as a double free would be. */
-  uintptr_t mark = _tess_mark_free(page);
-  for (size_t i = 0; i + 1 < n; i++, p += bsize) {
-    ((tess_block_t*)p)->mark = mark;
-    ((tess_block_t*)p)->next = _tess_link_encode(page, (tess_block_t*)(p + bsize));
-  }
-  ((tess_block_t*)p)->mark = mark;
-  ((tess_block_t*)p)->next = _tess_link_encode(page, NULL);
+  for (size_t i = 0; i + 1 < n; i++, p += bsize) _tess_block_link(page, (tess_block_t*)p, (tess_block_t*)(p + bsize));
+  _tess_block_link(page, (tess_block_t*)p, NULL);
   page->free = (tess_block_t*)first;
   _tess_page_set_blocks(page, bsize, page->capacity + (uint32_t)n);
 }
@@ -123,13 +120,15 @@ void _tess_page_collect(tess_page_t* page) {
     tess_block_t* head = (tess_block_t*)(x & ~TESS_XFREE_STATE_MASK);
     tess_block_t* tail = head;
     uint32_t count = 1;
-    for (tess_block_t* next; (next = _tess_link_decode(page, tail->next)) != NULL; tail = next) {
+    for (;; tail = tail->next) {
+      if (tess_unlikely(!_tess_block_sealed(page, tail))) _tess_block_overwritten("malloc", page, tail);
+      if (tail->next == NULL) break;
       /* a block freed twice by other threads makes a cycle here */
-      if (++count > page->used) _tess_error("free", next, "double free (detected later, from another thread)");
+      if (++count > page->used) _tess_error("free", tail->next, "double free (detected later, from another thread)");
     }
     if (count > page->used) _tess_error("free", head, "double free (detected later, from another thread)");
     page->used -= count;
-    tail->next = _tess_link_encode(page, page->local_free);
+    _tess_block_link(page, tail, page->local_free);
     page->local_free = head;
   }
   if (page->free == NULL && page->local_free != NULL) {
@@ -175,7 +174,7 @@ bool _tess_page_retire_queued(tess_heap_t* heap, tess_page_t* page) {
  * mostly free (a quarter of its blocks in use or fewer, or none, kept as
  * its class's last page) gives, once its turn comes (see trim_note), the
  * inside of its free blocks back to the OS: the whole OS pages past their
- * first three words (mark, link, and the mark below), so the lists stay
+ * first three words (seal, link, and the mark below), so the lists stay
  * intact and a block handed out again just faults in fresh pages.  One
  * page pinned by one live block then no longer keeps half a MiB resident.
  * A block done is marked in its third word (_tess_mark_trimmed; cleared
@@ -190,8 +189,10 @@ static void page_trim(tess_page_t* page) {
   int saved = errno;
   for (int l = 0; l < 2; l++) {
     uint32_t steps = 0;
-    for (tess_block_t* b = lists[l]; b != NULL && steps <= page->capacity; b = _tess_link_decode(page, b->next), steps++) {
-      if ((uintptr_t)b - (uintptr_t)page->start >= _tess_page_area(page)) break; /* corrupt link */
+    for (tess_block_t* b = lists[l]; b != NULL && steps <= page->capacity; b = b->next, steps++) {
+      if ((uintptr_t)b - (uintptr_t)page->start >= _tess_page_area(page) || !_tess_block_sealed(page, b)) {
+        break; /* written after free: malloc reports it */
+      }
       uintptr_t* word = (uintptr_t*)b;
       if (word[2] == done) continue;
       uintptr_t lo = ((uintptr_t)(word + 3) + TESS_OS_PAGE_SIZE - 1) & ~(uintptr_t)(TESS_OS_PAGE_SIZE - 1);

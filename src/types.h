@@ -47,9 +47,10 @@
  *   | block 0 | block 1 | block 2 | ... | block reserved-1 | tail waste |
  *   '---- carved (capacity) ------'-- not yet carved ------'
  *
- * A free block's first word holds a mark (the page's key) and its second
- * the link to the next free block, XORed with the key; malloc clears the
- * mark, and a block in use has no other tessera data (tess_block_t).
+ * A free block's second word is the link to the next free block and its
+ * first a seal, the link XORed with the page's key: malloc checks that the
+ * two still agree, then clears the seal; a block in use has no other
+ * tessera data (tess_block_t).
  */
 #ifndef TESS_TYPES_H
 #define TESS_TYPES_H
@@ -114,13 +115,16 @@
 /* ---- page ---------------------------------------------------------------- */
 
 /* A block's first two words while it is not in use (blocks are at least 16
- * bytes).  The mark makes a second free cheap to suspect: malloc clears it,
- * so a block whose mark matches was very probably freed already. */
+ * bytes).  The seal makes both words checkable: a write over either breaks
+ * it, so malloc never follows a link the program wrote; and it makes a
+ * second free cheap to suspect: malloc clears it, so a block whose seal
+ * holds was very probably freed already. */
 typedef struct tess_block_s {
-  uintptr_t mark;   /* on a free list: page->key; in flight to its owner:
-                       page->key ^ 1; in use: 0, or whatever the program wrote */
-  uintptr_t next;   /* on a free list: encoded link, next ^ page->key; in
-                       flight: the next block of the message, plain        */
+  uintptr_t seal;   /* on a free list: next ^ page->key; in flight to its
+                       owner: next ^ page->key ^ 1; in use: 0, or whatever
+                       the program wrote                                   */
+  struct tess_block_s* next; /* the next free block (of the list, or of the
+                       message in flight), or NULL                          */
 } tess_block_t;
 
 typedef enum tess_page_kind_e {
@@ -161,7 +165,7 @@ typedef struct tess_page_s {
   tess_block_t* free;          /* owner's allocation list; NULL when empty   */
   tess_block_t* local_free;    /* owner's frees since the last collect       */
   uintptr_t heap;              /* owner heap | TESS_HEAP_TAG_*; 0 if none     */
-  uintptr_t key;               /* XOR key of this page's free-list links     */
+  uintptr_t key;               /* random; seals this page's free blocks      */
   uint8_t* start;              /* address of block 0                         */
   uint64_t div_magic;          /* floor(2^64 / block_size) + 1: see limit     */
   uint64_t limit;              /* capacity * (div_magic * block_size mod 2^64):
@@ -252,8 +256,8 @@ typedef enum tess_heap_state_e {
 } tess_heap_state_t;
 
 /* Blocks this thread freed into pages of one other heap, not yet sent.
- * A block in flight has the in-flight mark in its first word and the next
- * block in its second; sending splices the chain onto the front of
+ * A block in flight has the next block in its second word and the
+ * in-flight seal in its first; sending splices the chain onto the front of
  * the owner's inbox, one list through the second words. */
 typedef struct tess_remote_chain_s {
   struct tess_heap_s* owner;

@@ -412,6 +412,71 @@ static void c_overflow_into_free(void) {
   announce(b);
   for (int i = 0; i < 100000; i++) v_malloc(32);
 }
+/* Only the second word of a freed block written (the field after the first
+ * pointer of a freed struct: the free-list link's word), or one bit of it:
+ * malloc must not follow it, and must say so. */
+static void c_write_link_after_free(size_t size, uint64_t value, int flip) {
+  uint64_t* p = v_malloc(size);
+  v_free(p);
+  if (flip) p[1] ^= 16;
+  else p[1] = value;
+  announce(p);
+  for (int i = 0; i < 100000; i++) v_malloc(size);
+}
+static void c_write_link_after_free_small(void) { c_write_link_after_free(64, 1, 0); } /* NULL -> 1 */
+static void c_write_link_after_free_medium(void) { c_write_link_after_free(20000, 0x4141414141414141, 0); }
+static void c_flip_link_after_free(void) { c_write_link_after_free(48, 0, 1); }
+/* A double free whose check walks a free list through a block written after
+ * its free: reported, not walked off into the program's data. */
+static void c_double_free_past_overwritten(void) {
+  char* a = v_malloc(64);
+  uint64_t* b = v_malloc(64);
+  v_free(a);
+  v_free(b);
+  b[1] = 0;
+  announce(b);
+  v_free(a);
+}
+/* A block freed by its owner and then by another thread, which is still
+ * alive (its free has not been sent home): the owner's malloc, coming to the
+ * block on its free list, finds the in-flight seal. */
+static pthread_barrier_t holder_barrier;
+static void* free_and_hold(void* p) {
+  v_free(p);
+  pthread_barrier_wait(&holder_barrier);
+  pause(); /* the process ends on the report */
+  return NULL;
+}
+static void c_double_free_other_thread_second(void) {
+  void* p = v_malloc(96);
+  v_free(p);
+  announce(p);
+  pthread_barrier_init(&holder_barrier, NULL, 2);
+  pthread_t t;
+  pthread_create(&t, NULL, free_and_hold, p);
+  pthread_barrier_wait(&holder_barrier);
+  for (int i = 0; i < 100000; i++) (void)v_malloc(96);
+}
+/* The same, the second free's thread gone (its free was sent home): the
+ * owner, taking the message, finds the block on its own list. */
+static void c_double_free_other_thread_exited(void) {
+  void* p = v_malloc(96);
+  v_free(p);
+  announce(p);
+  pthread_t t;
+  pthread_create(&t, NULL, free_it, p);
+  pthread_join(t, NULL);
+  for (int i = 0; i < 100000; i++) (void)v_malloc(96);
+}
+static void c_usable_size_after_free(void) {
+  char* keep = v_malloc(64);
+  void* p = v_malloc(64);
+  v_free(p);
+  announce(p);
+  (void)v_usable(p);
+  v_free(keep);
+}
+
 typedef struct misuse_case_s {
   const char* name;
   void (*run)(void);
@@ -461,6 +526,18 @@ static const misuse_case_t cases[] = {
     {"write after free, then malloc (small)", c_write_after_free_small, "malloc", "overwritten", 0},
     {"write after free, then malloc (medium)", c_write_after_free_medium, "malloc", "overwritten", 0},
     {"overflow into a free block, then malloc", c_overflow_into_free, "malloc", "overwritten", 0},
+    {"write over a freed block's link, then malloc (small)", c_write_link_after_free_small, "malloc", "overwritten", 0},
+    {"write over a freed block's link, then malloc (medium)", c_write_link_after_free_medium, "malloc", "overwritten",
+     0},
+    {"one bit of a freed block's link flipped, then malloc", c_flip_link_after_free, "malloc", "overwritten", 0},
+    {"double free, its check meeting a block written after free", c_double_free_past_overwritten, "free",
+     "overwritten", 0},
+    {"double free, the second from a thread still alive, then malloc", c_double_free_other_thread_second, "malloc",
+     "double free (detected later; one free came from another thread)", 0},
+    {"double free, the second from a thread that exited, then malloc", c_double_free_other_thread_exited, "free",
+     "double free (detected later; one free came from another thread)", 0},
+    {"malloc_usable_size of a freed block (small)", c_usable_size_after_free, "malloc_usable_size",
+     "the memory is free", 0},
     {"realloc of a stack address", c_realloc_stack, "realloc", "invalid pointer", 0},
     {"realloc of an interior pointer", c_realloc_interior, "realloc", "invalid pointer", 0},
     {"realloc of a freed block (small)", c_realloc_after_free, "realloc", "double free|invalid pointer", 0},
