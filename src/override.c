@@ -220,16 +220,16 @@ extern void _ZSt17__throw_bad_allocv(void) __attribute__((weak, noreturn));
 extern void* dlsym(void* handle, const char* name) __attribute__((weak));
 extern int dladdr(const void* addr, Dl_info* info) __attribute__((weak));
 
-/* The C++ runtime's nothrow new (aligned: its aligned one), or NULL if there
- * is none to hand to: not found, or not in libstdc++ or libc++ (another
- * allocator's would hand out blocks tessera cannot free). */
-static void* runtime_nothrow_new(bool aligned) {
+/* The C++ runtime's own definition of `name` (the next after tessera's),
+ * found once and kept in *cache, or NULL if there is none to hand to: not
+ * found, or not in libstdc++ or libc++ (another allocator's would hand out
+ * blocks tessera cannot free). */
+static void* runtime_form(_Atomic(void*)* cache, const char* name) {
   static const char none; /* looked, found none */
-  static _Atomic(void*) found[2]; /* NULL: not looked yet */
-  void* f = atomic_load_explicit(&found[aligned], memory_order_relaxed);
+  void* f = atomic_load_explicit(cache, memory_order_relaxed);
   if (f == NULL) {
     if (dlsym != NULL && dladdr != NULL) {
-      f = dlsym(RTLD_NEXT, aligned ? "_ZnwmSt11align_val_tRKSt9nothrow_t" : "_ZnwmRKSt9nothrow_t");
+      f = dlsym(RTLD_NEXT, name);
       Dl_info info;
       if (f != NULL && (dladdr(f, &info) == 0 || info.dli_fname == NULL ||
                         (strstr(info.dli_fname, "libstdc++") == NULL && strstr(info.dli_fname, "libc++") == NULL))) {
@@ -237,10 +237,96 @@ static void* runtime_nothrow_new(bool aligned) {
       }
     }
     if (f == NULL) f = (void*)&none;
-    atomic_store_explicit(&found[aligned], f, memory_order_relaxed);
+    atomic_store_explicit(cache, f, memory_order_relaxed);
   }
   return f == &none ? NULL : f;
 }
+
+/* The C++ runtime's nothrow new (aligned: its aligned one). */
+static void* runtime_nothrow_new(bool aligned) {
+  static _Atomic(void*) found[2];
+  return runtime_form(&found[aligned], aligned ? "_ZnwmSt11align_val_tRKSt9nothrow_t" : "_ZnwmRKSt9nothrow_t");
+}
+
+/* ---- a program's own operator new and delete ---------------------------------
+ * The standard defines most forms by others: new[] calls new, a nothrow new
+ * calls its throwing form inside a try block, delete[] calls delete, and the
+ * sized and nothrow deletes call the plain ones (and likewise for the
+ * aligned family).  A program may replace only some of them (a pool, a
+ * counter), and the C++ runtimes then route every form through its own.  So
+ * tessera's forms other than new and delete look, once per family, whether
+ * the forms they would call, as the program binds them, are tessera's; if
+ * one is not, they step aside for the C++ runtime's own forms (which call
+ * the program's), and a block from the program's pool never reaches
+ * tessera's free.  Otherwise the check costs one compare and branch. */
+enum { CXX_UNKNOWN = 0, CXX_OURS, CXX_REPLACED };
+static _Atomic(int) cxx_state[2]; /* plain, aligned */
+
+static TESS_NOINLINE bool cxx_look(int aligned) {
+  /* The forms others call: new and delete, and new[] and delete[]. */
+  static const char* const called[2][4] = {
+      {"_Znwm", "_ZdlPv", "_Znam", "_ZdaPv"},
+      {"_ZnwmSt11align_val_t", "_ZdlPvSt11align_val_t", "_ZnamSt11align_val_t", "_ZdaPvSt11align_val_t"}};
+  int state = CXX_OURS;
+  Dl_info own, info;
+  if (dlsym != NULL && dladdr != NULL && dladdr((const void*)&cxx_look, &own) != 0) {
+    for (int i = 0; i < 4; i++) {
+      void* f = dlsym(RTLD_DEFAULT, called[aligned][i]);
+      if (f != NULL && dladdr(f, &info) != 0 && info.dli_fbase != own.dli_fbase) state = CXX_REPLACED;
+    }
+  }
+  atomic_store_explicit(&cxx_state[aligned], state, memory_order_relaxed);
+  return state == CXX_REPLACED;
+}
+
+static bool cxx_replaced(int aligned) {
+  int state = atomic_load_explicit(&cxx_state[aligned], memory_order_relaxed);
+  return state == CXX_REPLACED || (state == CXX_UNKNOWN && cxx_look(aligned));
+}
+
+static inline bool cxx_known_ours(int aligned) {
+  /* A plain load (relaxed atomic on x86), so it folds into the compare. */
+  return ((const int*)cxx_state)[aligned] == CXX_OURS;
+}
+
+/* A form of operator new other than new(size) and new(size, align):
+ * tessera's own when its family is known to be tessera's (one compare and
+ * branch); else, off the fast path, the runtime's if the program replaced
+ * a form it calls, or tessera's after all.  `params` and `args` are
+ * parenthesised. */
+#define CXX_NEW_FORM(name, aligned, params, args, ours)                 \
+  static TESS_NOINLINE void* name##_aside params {                      \
+    if (cxx_replaced(aligned)) {                                        \
+      static _Atomic(void*) runtime;                                    \
+      void* f = runtime_form(&runtime, #name);                          \
+      if (f != NULL) return ((void* (*)params)f)args;                   \
+    }                                                                   \
+    return ours;                                                        \
+  }                                                                     \
+  TESS_EXPORT void* name params {                                       \
+    if (tess_unlikely(!cxx_known_ours(aligned))) return name##_aside args; \
+    return ours;                                                        \
+  }
+/* The same for a form of operator delete. */
+#define CXX_DELETE_FORM(name, aligned, params, args, ours)              \
+  static TESS_NOINLINE void name##_aside params {                       \
+    if (cxx_replaced(aligned)) {                                        \
+      static _Atomic(void*) runtime;                                    \
+      void* f = runtime_form(&runtime, #name);                          \
+      if (f != NULL) {                                                  \
+        ((void (*)params)f)args;                                        \
+        return;                                                         \
+      }                                                                 \
+    }                                                                   \
+    ours;                                                               \
+  }                                                                     \
+  TESS_EXPORT void name params {                                        \
+    if (tess_unlikely(!cxx_known_ours(aligned))) {                      \
+      name##_aside args;                                                \
+      return;                                                           \
+    }                                                                   \
+    ours;                                                               \
+  }
 
 static const char nothrow_tag; /* std::nothrow_t is empty: any address does */
 
@@ -292,35 +378,31 @@ static inline void* new_aligned(size_t size, size_t alignment, bool nothrow) {
 typedef struct tess_nothrow_s tess_nothrow_t;
 
 TESS_EXPORT void* _Znwm(size_t size) { return new_plain(size, false); }
-TESS_EXPORT void* _Znam(size_t size) { return new_plain(size, false); }
-TESS_EXPORT void* _ZnwmRKSt9nothrow_t(size_t size, const tess_nothrow_t* nt) { return new_plain(size, true); }
-TESS_EXPORT void* _ZnamRKSt9nothrow_t(size_t size, const tess_nothrow_t* nt) { return new_plain(size, true); }
+CXX_NEW_FORM(_Znam, 0, (size_t size), (size), new_plain(size, false))
+CXX_NEW_FORM(_ZnwmRKSt9nothrow_t, 0, (size_t size, const tess_nothrow_t* nt), (size, nt), new_plain(size, true))
+CXX_NEW_FORM(_ZnamRKSt9nothrow_t, 0, (size_t size, const tess_nothrow_t* nt), (size, nt), new_plain(size, true))
 TESS_EXPORT void* _ZnwmSt11align_val_t(size_t size, size_t al) { return new_aligned(size, al, false); }
-TESS_EXPORT void* _ZnamSt11align_val_t(size_t size, size_t al) { return new_aligned(size, al, false); }
-TESS_EXPORT void* _ZnwmSt11align_val_tRKSt9nothrow_t(size_t size, size_t al, const tess_nothrow_t* nt) {
-  return new_aligned(size, al, true);
-}
-TESS_EXPORT void* _ZnamSt11align_val_tRKSt9nothrow_t(size_t size, size_t al, const tess_nothrow_t* nt) {
-  return new_aligned(size, al, true);
-}
+CXX_NEW_FORM(_ZnamSt11align_val_t, 1, (size_t size, size_t al), (size, al), new_aligned(size, al, false))
+CXX_NEW_FORM(_ZnwmSt11align_val_tRKSt9nothrow_t, 1, (size_t size, size_t al, const tess_nothrow_t* nt),
+             (size, al, nt), new_aligned(size, al, true))
+CXX_NEW_FORM(_ZnamSt11align_val_tRKSt9nothrow_t, 1, (size_t size, size_t al, const tess_nothrow_t* nt),
+             (size, al, nt), new_aligned(size, al, true))
 
 TESS_EXPORT void _ZdlPv(void* p) { _tess_free_inline(p, "operator delete"); }
-TESS_EXPORT void _ZdaPv(void* p) { _tess_free_inline(p, "operator delete[]"); }
-TESS_EXPORT void _ZdlPvm(void* p, size_t size) { _tess_free_inline_sized(p, size, "operator delete"); }
-TESS_EXPORT void _ZdaPvm(void* p, size_t size) { _tess_free_inline_sized(p, size, "operator delete[]"); }
-TESS_EXPORT void _ZdlPvRKSt9nothrow_t(void* p, const tess_nothrow_t* nt) { _tess_free_inline(p, "operator delete"); }
-TESS_EXPORT void _ZdaPvRKSt9nothrow_t(void* p, const tess_nothrow_t* nt) { _tess_free_inline(p, "operator delete[]"); }
+CXX_DELETE_FORM(_ZdaPv, 0, (void* p), (p), _tess_free_inline(p, "operator delete[]"))
+CXX_DELETE_FORM(_ZdlPvm, 0, (void* p, size_t size), (p, size), _tess_free_inline_sized(p, size, "operator delete"))
+CXX_DELETE_FORM(_ZdaPvm, 0, (void* p, size_t size), (p, size), _tess_free_inline_sized(p, size, "operator delete[]"))
+CXX_DELETE_FORM(_ZdlPvRKSt9nothrow_t, 0, (void* p, const tess_nothrow_t* nt), (p, nt),
+                _tess_free_inline(p, "operator delete"))
+CXX_DELETE_FORM(_ZdaPvRKSt9nothrow_t, 0, (void* p, const tess_nothrow_t* nt), (p, nt),
+                _tess_free_inline(p, "operator delete[]"))
 TESS_EXPORT void _ZdlPvSt11align_val_t(void* p, size_t al) { _tess_free_inline(p, "operator delete"); }
-TESS_EXPORT void _ZdaPvSt11align_val_t(void* p, size_t al) { _tess_free_inline(p, "operator delete[]"); }
-TESS_EXPORT void _ZdlPvmSt11align_val_t(void* p, size_t size, size_t al) {
-  _tess_free_inline_sized(p, size, "operator delete");
-}
-TESS_EXPORT void _ZdaPvmSt11align_val_t(void* p, size_t size, size_t al) {
-  _tess_free_inline_sized(p, size, "operator delete[]");
-}
-TESS_EXPORT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void* p, size_t al, const tess_nothrow_t* nt) {
-  _tess_free_inline(p, "operator delete");
-}
-TESS_EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void* p, size_t al, const tess_nothrow_t* nt) {
-  _tess_free_inline(p, "operator delete[]");
-}
+CXX_DELETE_FORM(_ZdaPvSt11align_val_t, 1, (void* p, size_t al), (p, al), _tess_free_inline(p, "operator delete[]"))
+CXX_DELETE_FORM(_ZdlPvmSt11align_val_t, 1, (void* p, size_t size, size_t al), (p, size, al),
+                _tess_free_inline_sized(p, size, "operator delete"))
+CXX_DELETE_FORM(_ZdaPvmSt11align_val_t, 1, (void* p, size_t size, size_t al), (p, size, al),
+                _tess_free_inline_sized(p, size, "operator delete[]"))
+CXX_DELETE_FORM(_ZdlPvSt11align_val_tRKSt9nothrow_t, 1, (void* p, size_t al, const tess_nothrow_t* nt), (p, al, nt),
+                _tess_free_inline(p, "operator delete"))
+CXX_DELETE_FORM(_ZdaPvSt11align_val_tRKSt9nothrow_t, 1, (void* p, size_t al, const tess_nothrow_t* nt), (p, al, nt),
+                _tess_free_inline(p, "operator delete[]"))
