@@ -20,39 +20,59 @@
 
 extern char** environ;
 
-int _tess_prim_map(void* hint, size_t size, void** out) {
-  void* p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) return errno ? errno : ENOMEM;
-  *out = p;
-  return 0;
+/* The memory calls return their error and leave errno as they found it: a
+ * malloc that succeeds after a failed attempt (an mremap in place that had
+ * no room) must not change the program's errno, as glibc's never does. */
+static int outcome(bool ok, int saved) {
+  int err = ok ? 0 : errno != 0 ? errno : ENOMEM;
+  errno = saved;
+  return err;
 }
 
-void _tess_prim_hugepages(void* p, size_t size) { madvise(p, size, MADV_HUGEPAGE); }
+/* Accounted as any private mapping (no MAP_NORESERVE): under the kernel's
+ * default overcommit policy a request beyond RAM + swap fails here, with
+ * ENOMEM, as it does under glibc, instead of succeeding and getting the
+ * program killed when it touches the memory. */
+int _tess_prim_map(void* hint, size_t size, void** out) {
+  int saved = errno;
+  void* p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p != MAP_FAILED) *out = p;
+  return outcome(p != MAP_FAILED, saved);
+}
+
+void _tess_prim_hugepages(void* p, size_t size) {
+  int saved = errno;
+  madvise(p, size, MADV_HUGEPAGE);
+  errno = saved;
+}
 
 int _tess_prim_reserve(size_t size, void** out) {
+  int saved = errno;
   void* p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) return errno ? errno : ENOMEM;
-  *out = p;
-  return 0;
+  if (p != MAP_FAILED) *out = p;
+  return outcome(p != MAP_FAILED, saved);
 }
 
 int _tess_prim_unmap(void* p, size_t size) {
-  return munmap(p, size) == 0 ? 0 : errno;
+  int saved = errno;
+  return outcome(munmap(p, size) == 0, saved);
 }
 
 int _tess_prim_purge(void* p, size_t size) {
-  return madvise(p, size, MADV_DONTNEED) == 0 ? 0 : errno;
+  int saved = errno;
+  return outcome(madvise(p, size, MADV_DONTNEED) == 0, saved);
 }
 
 int _tess_prim_resident(void* p, size_t size, unsigned char* vec) {
-  return mincore(p, size, vec) == 0 ? 0 : errno;
+  int saved = errno;
+  return outcome(mincore(p, size, vec) == 0, saved);
 }
 
 int _tess_prim_remap(void* p, size_t old_size, size_t new_size, void* dest, bool fixed) {
+  int saved = errno;
   void* q = fixed ? mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest)
                   : mremap(p, old_size, new_size, 0);
-  if (q == MAP_FAILED) return errno ? errno : ENOMEM;
-  return 0;
+  return outcome(q != MAP_FAILED, saved);
 }
 
 uint64_t _tess_prim_clock_ms(void) {

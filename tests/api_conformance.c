@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 #include <time.h>
 
@@ -767,6 +768,34 @@ static void test_free_preserves_errno(void) {
   }
 }
 
+/* A huge block that must move to grow (a mapping of ours sits right after
+ * its cached range, so growing it in place fails inside tessera): the
+ * malloc succeeds, and errno is the program's still, as under glibc. */
+static void test_success_preserves_errno(void) {
+  size_t n = 256 * MiB, big = 1024 * MiB; /* address space, never touched */
+  char* p = A->malloc(n);
+  CHECK(p != NULL);
+  if (!p) return;
+  A->free(p); /* tessera keeps its mapping cached */
+  void* guard = MAP_FAILED;
+  uintptr_t at = ((uintptr_t)p + n + 4 * MiB - 1) & ~(uintptr_t)(4 * MiB - 1);
+  for (int i = 0; i < 4 && guard == MAP_FAILED; i++, at += 4 * MiB) {
+    guard = mmap((void*)at, 4 * MiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  }
+  errno = EILSEQ;
+  char* q = A->malloc(big);
+  CHECK_MSG(q != NULL, "malloc(1 GiB)");
+  CHECK_MSG(errno == EILSEQ, "a successful malloc(1 GiB) changed errno to %d", errno);
+  A->free(q);
+  q = A->malloc(n);
+  errno = EILSEQ;
+  q = A->realloc(q, big / 2);
+  CHECK(q != NULL);
+  CHECK_MSG(errno == EILSEQ, "a successful realloc to 512 MiB changed errno to %d", errno);
+  A->free(q);
+  if (guard != MAP_FAILED) munmap(guard, 4 * MiB);
+}
+
 static void test_usable_size_constant(void) {
   static const size_t sizes[] = {1, 24, 200, 3000, 9000, 70000, 300000, 3 * MiB, 6 * MiB};
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -798,6 +827,31 @@ static void test_usable_size_constant(void) {
     CHECK_MSG(errno == ENOMEM, "%s: errno %d (%s), want ENOMEM", #call, errno, strerror(errno)); \
     if (r_) A->free(r_);                                                  \
   } while (0)
+
+/* Under the kernel's default overcommit policy (heuristic, 0), a request
+ * beyond RAM + swap is refused at once, as glibc's malloc refuses it:
+ * served, it would only get the program killed when touched. */
+static void test_beyond_memory(void) {
+  FILE* f = fopen("/proc/sys/vm/overcommit_memory", "r");
+  int policy = -1;
+  if (f != NULL) {
+    if (fscanf(f, "%d", &policy) != 1) policy = -1;
+    fclose(f);
+  }
+  struct sysinfo si;
+  if (policy != 0 || sysinfo(&si) != 0) return; /* 1 serves anything, 2 counts all */
+  size_t total = ((size_t)si.totalram + si.totalswap) * si.mem_unit;
+  size_t n = 4 * total;
+  EXPECT_ENOMEM(A->malloc(n));
+  EXPECT_ENOMEM(A->calloc(4, total));
+  EXPECT_ENOMEM(A->aligned_alloc(1 << 20, n));
+  EXPECT_ENOMEM(A->realloc(NULL, n));
+  void* p = A->malloc(100);
+  errno = 0;
+  void* q = A->realloc(p, n);
+  CHECK_MSG(q == NULL && errno == ENOMEM, "realloc(100-byte block, 4 x RAM+swap) = %p, errno %d", q, errno);
+  A->free(q != NULL ? q : p);
+}
 
 static void test_impossible(void) {
   const size_t pmax1 = (size_t)PTRDIFF_MAX + 1;
@@ -1559,6 +1613,8 @@ int main(int argc, char** argv) {
   test_aligned_zero_size();
   test_valloc_pvalloc();
   test_free_preserves_errno();
+  test_success_preserves_errno();
+  test_beyond_memory();
   test_usable_size_constant();
   test_trim_returns_memory();
   test_huge_reuse_bounded();
