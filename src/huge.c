@@ -142,6 +142,12 @@ static void cache_take(size_t i) {
   memmove(&cache.freed_at[i], &cache.freed_at[i + 1], (cache.count - i) * sizeof cache.freed_at[0]);
 }
 
+/* Zero whole OS pages by giving them back (read as zeros after), or by
+ * writing them if the OS refuses. */
+static void pages_drop(uint8_t* p, size_t n) {
+  if (_tess_prim_purge(p, n) != 0) memset(p, 0, n);
+}
+
 /* A cached huge segment for a block of `total` bytes: the smallest that
  * fits, else the largest, grown with mremap.  One that fits is reused whole
  * (its usable size is then larger than asked), so a program cycling buffers
@@ -173,6 +179,7 @@ static void* huge_from_cache(size_t total, size_t offset, size_t* reused) {
   cache_take(i);
   _tess_unlock(&cache.lock);
   size_t old = seg->mapped;
+  size_t was_at = (size_t)(seg->slices[0].start - (uint8_t*)seg); /* the cached block's offset */
   *reused = old - offset; /* old > offset: the block was bigger than a large one */
   if (old < total || old - total > TESS_HUGE_CACHE_MAX / 2) {
     tess_segment_t* dest = huge_resize(seg, total);
@@ -185,6 +192,16 @@ static void* huge_from_cache(size_t total, size_t offset, size_t* reused) {
     total = old; /* the rest stays with the block */
   }
   huge_setup(seg, total, offset);
+  /* A block placed further in (an alignment) leaves the cached block's
+   * first pages before it, in no block: give them back, or each such block
+   * pins them (x264's memalign(2 MiB) on ffmpeg's freed 2.7 MB frames:
+   * 2 MiB each, 80 MB in all). */
+  if (offset > was_at) {
+    uint8_t* from = (uint8_t*)seg + (((was_at > TESS_HUGE_OFFSET ? was_at : TESS_HUGE_OFFSET) + TESS_OS_PAGE_SIZE - 1) &
+                                     ~(size_t)(TESS_OS_PAGE_SIZE - 1));
+    uint8_t* to = (uint8_t*)seg + (offset & ~(size_t)(TESS_OS_PAGE_SIZE - 1));
+    if (to > from) pages_drop(from, (size_t)(to - from));
+  }
   atomic_fetch_add_explicit(&_tess_os.huge_count, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&_tess_os.huge_bytes, total, memory_order_relaxed);
   return seg->slices[0].start;
@@ -198,12 +215,6 @@ static void* huge_from_cache(size_t total, size_t offset, size_t* reused) {
  * crowd the big ones out. */
 static bool huge_cacheable(size_t offset, size_t usable) {
   return offset < TESS_SEGMENT_SIZE && usable > TESS_LARGE_MAX;
-}
-
-/* Zero whole OS pages by giving them back (read as zeros after), or by
- * writing them if the OS refuses. */
-static void pages_drop(uint8_t* p, size_t n) {
-  if (_tess_prim_purge(p, n) != 0) memset(p, 0, n);
 }
 
 /* calloc on reused memory: clear the n bytes at p, but write only the

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 #include <time.h>
@@ -766,6 +767,32 @@ static void test_free_preserves_errno(void) {
       break;
     }
   }
+}
+
+/* A big block freed (tessera caches its mapping), then a block aligned to
+ * 2 MiB: placed 2 MiB into a reused mapping, it must not leave the freed
+ * block's first pages resident in front of it (x264 under ffmpeg: 2 MiB per
+ * frame buffer).  RSS grows by what is kept, not more. */
+static void test_aligned_reuse_rss(void) {
+  enum { N = 16 };
+  size_t a = 2700000, b = 5074368;
+  void* keep[N];
+  prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0); /* RSS in 4 KiB pages only */
+  size_t rss0 = th_rss_bytes();
+  for (int i = 0; i < N; i++) {
+    char* p = A->malloc(a);
+    CHECK(p != NULL);
+    if (p) memset(p, 1, a);
+    A->free(p);
+    keep[i] = A->aligned_alloc(2 * MiB, b);
+    CHECK(keep[i] != NULL && ((uintptr_t)keep[i] & (2 * MiB - 1)) == 0);
+    if (keep[i]) memset(keep[i], 2, b);
+  }
+  size_t grew = th_rss_bytes() - rss0, kept = N * b;
+  CHECK_MSG(grew < kept + 8 * MiB, "%d blocks of %zu bytes aligned to 2 MiB kept, after %zu-byte ones freed: RSS grew %zu MiB",
+            N, b, a, grew / MiB);
+  for (int i = 0; i < N; i++) A->free(keep[i]);
+  prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
 }
 
 /* A huge block that must move to grow (a mapping of ours sits right after
@@ -1613,6 +1640,7 @@ int main(int argc, char** argv) {
   test_aligned_zero_size();
   test_valloc_pvalloc();
   test_free_preserves_errno();
+  test_aligned_reuse_rss();
   test_success_preserves_errno();
   test_beyond_memory();
   test_usable_size_constant();
