@@ -36,7 +36,10 @@ void _tess_process_init(void) {
   while (atomic_load_explicit(&_tess_init_state, memory_order_acquire) != 2) _tess_prim_yield();
 }
 
-__attribute__((constructor)) static void tess_constructor(void) { _tess_process_init(); }
+__attribute__((constructor)) static void tess_constructor(void) {
+  _tess_process_init();
+  _tess_cxx_init();
+}
 
 /* Statistics at exit, if asked for. */
 __attribute__((destructor)) static void tess_destructor(void) {

@@ -279,6 +279,15 @@ static TESS_NOINLINE bool cxx_look(int aligned) {
   return state == CXX_REPLACED;
 }
 
+/* At start-up, in a C++ program: looked up then, not at the first call of
+ * a form, which could come from a dl_iterate_phdr callback while another
+ * thread holds the loader's lock in dlopen. */
+void _tess_cxx_init(void) {
+  if (_ZSt15get_new_handlerv == NULL) return; /* no C++ runtime (yet): looked up when needed */
+  cxx_look(0);
+  cxx_look(1);
+}
+
 static bool cxx_replaced(int aligned) {
   int state = atomic_load_explicit(&cxx_state[aligned], memory_order_relaxed);
   return state == CXX_REPLACED || (state == CXX_UNKNOWN && cxx_look(aligned));
