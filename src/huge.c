@@ -197,8 +197,7 @@ static void* huge_from_cache(size_t total, size_t offset, size_t* reused) {
    * pins them (x264's memalign(2 MiB) on ffmpeg's freed 2.7 MB frames:
    * 2 MiB each, 80 MB in all). */
   if (offset > was_at) {
-    uint8_t* from = (uint8_t*)seg + (((was_at > TESS_HUGE_OFFSET ? was_at : TESS_HUGE_OFFSET) + TESS_OS_PAGE_SIZE - 1) &
-                                     ~(size_t)(TESS_OS_PAGE_SIZE - 1));
+    uint8_t* from = (uint8_t*)seg + ((was_at + TESS_OS_PAGE_SIZE - 1) & ~(size_t)(TESS_OS_PAGE_SIZE - 1));
     uint8_t* to = (uint8_t*)seg + (offset & ~(size_t)(TESS_OS_PAGE_SIZE - 1));
     if (to > from) pages_drop(from, (size_t)(to - from));
   }

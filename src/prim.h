@@ -2,7 +2,8 @@
  * this interface, implemented once per OS (prim_linux.c).  Nothing here
  * allocates, takes a lock or reads tessera state; each call may be made at
  * any time, including before initialisation, in a forked child, and from a
- * signal handler.  Errors come back as an `int` errno value (0 = success).
+ * signal handler.  Errors come back as an `int` errno value (0 = success);
+ * the memory calls leave errno itself as they found it.
  */
 #ifndef TESS_PRIM_H
 #define TESS_PRIM_H
@@ -18,9 +19,6 @@ int _tess_prim_map(void* hint, size_t size, void** out);
 
 /* Ask for transparent huge pages on [p, p+size) (advice only). */
 void _tess_prim_hugepages(void* p, size_t size);
-
-/* Reserve `size` bytes of address space with no access. */
-int _tess_prim_reserve(size_t size, void** out);
 
 /* Unmap [p, p+size); both OS-page aligned. */
 int _tess_prim_unmap(void* p, size_t size);

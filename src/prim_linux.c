@@ -46,13 +46,6 @@ void _tess_prim_hugepages(void* p, size_t size) {
   errno = saved;
 }
 
-int _tess_prim_reserve(size_t size, void** out) {
-  int saved = errno;
-  void* p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p != MAP_FAILED) *out = p;
-  return outcome(p != MAP_FAILED, saved);
-}
-
 int _tess_prim_unmap(void* p, size_t size) {
   int saved = errno;
   return outcome(munmap(p, size) == 0, saved);
