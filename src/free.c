@@ -154,26 +154,25 @@ void _tess_heap_flush_remote(tess_heap_t* heap) {
   }
 }
 
-/* A block in a message lost its in-flight seal: freed twice (the second
- * time by its owner, which put it on a list), or written after the free. */
-static TESS_COLD __attribute__((noreturn)) void message_broken(tess_page_t* page, tess_block_t* b) {
-  if (_tess_block_sealed(page, b) && block_is_free(page, b)) {
+/* A block in a message without the plain in-flight seal: sent as suspect
+ * (it had a seal when freed), fine unless it is on its page's lists; or
+ * with no in-flight seal at all, freed twice (the second time by its owner,
+ * which put it on a list) or written after the free.  Reports, or returns
+ * for a suspect found on no list. */
+static TESS_NOINLINE void message_check(tess_page_t* page, tess_block_t* b, uintptr_t state) {
+  if ((state == TESS_SEAL_SUSPECT || state == TESS_SEAL_FREE) && block_is_free(page, b)) {
     _tess_error("free", b, "double free (detected later; one free came from another thread)");
   }
-  _tess_block_overwritten("free", page, b);
+  if (state != TESS_SEAL_SUSPECT) _tess_block_overwritten("free", page, b);
 }
 
-/* Take the inbox and free every block in it.  A block its sender suspected
- * (it carried a seal when freed) is looked up in its page's lists first. */
+/* Take the inbox and free every block in it. */
 void _tess_heap_drain_inbox(tess_heap_t* heap) {
   tess_block_t* b = atomic_exchange_explicit(&heap->inbox, NULL, memory_order_acquire);
   while (b != NULL) {
     tess_page_t* page = page_of_block(b);
     uintptr_t state = _tess_seal_of(page, b);
-    if (tess_unlikely(state != TESS_SEAL_IN_FLIGHT)) {
-      if (state != TESS_SEAL_SUSPECT) message_broken(page, b);
-      if (block_is_free(page, b)) _tess_error("free", b, "double free (detected later; one free came from another thread)");
-    }
+    if (tess_unlikely(state != TESS_SEAL_IN_FLIGHT)) message_check(page, b, state);
     tess_block_t* next = b->next;
     if (page->in_full) _tess_page_unfull(heap, page);
     _tess_page_free_block(heap, page, b);
