@@ -128,9 +128,10 @@ size_t tess_usable_size(const void* p) {
   return usable_size_inline(p, "malloc_usable_size");
 }
 
-/* Stay in place when the new size fits and wastes at most half the block;
- * resize large blocks in place when their neighbour allows and huge ones
- * with mremap; otherwise move, copying every usable byte that fits
+/* Stay in place when the new size fits and wastes at most half the block
+ * (a huge block also when it grows within its room, see
+ * _tess_huge_realloc); resize large blocks in place when their neighbour
+ * allows and huge ones with mremap; otherwise move, copying every usable byte that fits
  * (programs treat the usable size as capacity).  A small or medium block
  * that must move to grow gets a quarter more room than asked: a string or
  * array grown a few bytes at a time then moves half as often as the fine
@@ -143,6 +144,13 @@ static void* realloc_checked(void* p, size_t size, const char* call) {
     return NULL;
   }
   if (size > PTRDIFF_MAX) return _tess_fail_enomem();
+  if (usable > TESS_LARGE_MAX && size > TESS_LARGE_MAX) {
+    tess_segment_t* seg = _tess_huge_segment_of(p, _tess_segmap_get((uintptr_t)p));
+    if (seg != NULL) {
+      void* q = _tess_huge_realloc(seg, size);
+      if (q != NULL) return q;
+    }
+  }
   if (size <= usable && size >= usable / 2) return p;
   if (usable > TESS_MEDIUM_MAX && usable <= TESS_LARGE_MAX && size > TESS_MEDIUM_MAX && size <= TESS_LARGE_MAX &&
       _tess_segmap_get((uintptr_t)p) == TESS_SEGMAP_NORMAL) {
@@ -151,13 +159,6 @@ static void* realloc_checked(void* p, size_t size, const char* call) {
      * be a large one's too) */
     tess_page_t* page = _tess_page_of(_tess_segment_of(p), p);
     if (_tess_arena_large_resize(page, size)) return p;
-  }
-  if (usable > TESS_LARGE_MAX && size > TESS_LARGE_MAX) {
-    tess_segment_t* seg = _tess_huge_segment_of(p, _tess_segmap_get((uintptr_t)p));
-    if (seg != NULL) {
-      void* q = _tess_huge_realloc(seg, size);
-      if (q != NULL) return q;
-    }
   }
   void* q = NULL;
   if (size > usable && size <= TESS_MEDIUM_MAX) q = _tess_malloc_inline(size + size / 4);

@@ -288,7 +288,10 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
       huge_clear(p, asked);
       if (cached > asked) pages_drop(p + asked, cached - asked);
     }
-    if (p != NULL) return p;
+    if (p != NULL) {
+      ((tess_segment_t*)(p - offset))->huge_asked = size;
+      return p;
+    }
   }
   size_t align = alignment > TESS_SEGMENT_SIZE ? alignment : TESS_SEGMENT_SIZE;
   uint8_t* base;
@@ -302,6 +305,7 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
    * its spare capacity) keeps small pages: resident as far as it is used. */
   if (_tess_options.hugepages && total >= 2 * TESS_THP_SIZE) _tess_prim_hugepages(seg, total);
   huge_setup(seg, total, offset);
+  seg->huge_asked = size;
   _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_HUGE);
   if (back > 0) {
     _tess_segmap_set((uintptr_t)seg->slices[0].start, (uint8_t)(TESS_SEGMAP_HUGE_BACK + __builtin_ctzl(back)));
@@ -421,17 +425,28 @@ void _tess_huge_cache_purge(bool force) {
 bool _tess_huge_cache_nonempty(void) { return cache.count != 0; }
 
 /* Resize a huge block (offset 256, the plain malloc kind) with mremap.
- * NULL if that fails (the block is intact). */
+ * NULL if that fails (the block is intact).  A block that still has room
+ * stays as it is when it grows, or shrinks by at most half: a block taken
+ * whole from the cache is bigger than asked, and a program growing it step
+ * by step (a vector doubling, a buffer read into) would otherwise have it
+ * cut down to its first size, its resident pages given back, and then
+ * grown again into fresh ones, faulted in page by page (ten times glibc's
+ * time for a buffer rebuilt up to 8 MB, again and again). */
 void* _tess_huge_realloc(tess_segment_t* seg, size_t size) {
   tess_page_t* page = &seg->slices[0];
   size_t offset = (size_t)(page->start - (uint8_t*)seg);
   if (offset != TESS_HUGE_OFFSET || size > PTRDIFF_MAX - 2 * TESS_OS_PAGE_SIZE) return NULL;
+  if (size <= seg->huge_size && (size >= seg->huge_asked || size >= seg->huge_size / 2)) {
+    seg->huge_asked = size;
+    return page->start;
+  }
   size_t total = huge_total(offset, size);
   size_t old = seg->mapped;
   tess_segment_t* dest = huge_resize(seg, total);
   if (dest == NULL) return NULL;
   atomic_fetch_add_explicit(&_tess_os.huge_bytes, total - old, memory_order_relaxed);
   huge_setup(dest, total, offset);
+  dest->huge_asked = size;
   return dest->slices[0].start;
 }
 

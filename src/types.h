@@ -238,6 +238,7 @@ typedef struct tess_segment_s {
   uint8_t in_purge_list;
   uint64_t dirty_since;        /* ms: oldest free-and-dirty time              */
   size_t huge_size;            /* huge: usable bytes of the block             */
+  size_t huge_asked;           /* huge: bytes last asked for (malloc, realloc) */
   /* normal; huge uses [0].  Cache-line aligned, so that each descriptor's
    * fast-path fields share one line (the fields above end at byte 72). */
   tess_page_t slices[TESS_SLICES_PER_SEGMENT] __attribute__((aligned(64)));
