@@ -128,6 +128,37 @@ size_t tess_usable_size(const void* p) {
   return usable_size_inline(p, "malloc_usable_size");
 }
 
+/* A moving block of at least this much, large or huge (its pages are its
+ * own), gives its pages back as they are copied, in steps of
+ * TESS_MOVE_STEP: a program growing a big array past what can be resized
+ * in place would otherwise hold the old copy and the new one at once (the
+ * peak RSS of a 1.7 MB array moving to 3.4 MB went 1.1 MB above glibc's,
+ * which moves its mmapped chunks with mremap).  Below the threshold the
+ * system calls and the faults when the memory is reused would cost more
+ * than the copy. */
+#define TESS_MOVE_RELEASE_MIN ((size_t)1 << 20)
+#define TESS_MOVE_STEP ((size_t)256 << 10)
+
+static void move_bytes(void* q, void* p, size_t keep, size_t usable) {
+  if (usable <= TESS_MEDIUM_MAX || keep < TESS_MOVE_RELEASE_MIN) {
+    memcpy(q, p, keep);
+    return;
+  }
+  uint8_t* src = p;
+  /* The first page stays: free reads the block's first words. */
+  uintptr_t released = ((uintptr_t)src + 2 * TESS_OS_PAGE_SIZE - 1) & ~(uintptr_t)(TESS_OS_PAGE_SIZE - 1);
+  for (size_t done = 0; done < keep;) {
+    size_t n = keep - done < TESS_MOVE_STEP ? keep - done : TESS_MOVE_STEP;
+    memcpy((uint8_t*)q + done, src + done, n);
+    done += n;
+    uintptr_t copied = ((uintptr_t)src + done) & ~(uintptr_t)(TESS_OS_PAGE_SIZE - 1);
+    if (copied > released) {
+      _tess_os_purge((void*)released, copied - released);
+      released = copied;
+    }
+  }
+}
+
 /* Stay in place when the new size fits and wastes at most half the block
  * (a huge block also when it grows within its room, see
  * _tess_huge_realloc); resize large blocks in place when their neighbour
@@ -172,7 +203,7 @@ static void* realloc_checked(void* p, size_t size, const char* call) {
    * the end of its new mapping). */
   size_t keep = size > usable ? usable : usable_size_inline(q, call);
   if (keep > usable) keep = usable;
-  memcpy(q, p, keep);
+  move_bytes(q, p, keep, usable);
   _tess_free_inline(p, call);
   return q;
 }

@@ -19,6 +19,7 @@
 #include "harness.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -1048,6 +1049,37 @@ static void test_regrow_reuses_pages(void) {
   }
 }
 
+/* A big block moving to grow (past the largest size it can grow in place
+ * to) gives its pages back as they are copied: the move must not hold
+ * both copies at once.  glibc moves its mmapped chunks with mremap. */
+static void test_move_peak(void) {
+  if (!expect_tessera) return;
+  size_t old = 1900 * 1024, grown = 2 * old;
+  prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
+  do_trim(); /* no cached block: the new one is fresh memory */
+  char* p = A->malloc(old);
+  CHECK(p != NULL);
+  void* wall = A->malloc(64 * 1024); /* so it cannot grow into the span after it */
+  if (p != NULL) memset(p, 7, old);
+  int fd = open("/proc/self/clear_refs", O_WRONLY);
+  bool reset = fd >= 0 && write(fd, "5", 1) == 1; /* VmHWM := VmRSS (Linux 4.0) */
+  if (fd >= 0) close(fd);
+  size_t rss0 = th_rss_bytes();
+  char* q = p != NULL ? A->realloc(p, grown) : NULL;
+  size_t peak = th_hwm_bytes();
+  CHECK(p == NULL || q != NULL);
+  if (q != NULL) {
+    CHECK_MSG(q[0] == 7 && q[old / 2] == 7 && q[old - 1] == 7, "realloc lost the data");
+    if (reset && peak > rss0) {
+      CHECK_MSG(peak - rss0 < old / 2, "moving a %zu KiB block to %zu KiB raised the peak RSS by %zu KiB",
+                old / 1024, grown / 1024, (peak - rss0) / 1024);
+    }
+  }
+  A->free(q);
+  A->free(wall);
+  prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
+}
+
 /* Freed huge blocks may be kept for reuse, but in a program without the
  * background purger (this one has no threads) what is kept must stay within
  * 66 MiB plus a tenth of the live data (huge.c: 64 MiB for them; 2 MiB and
@@ -1690,6 +1722,7 @@ int main(int argc, char** argv) {
   test_usable_size_constant();
   test_trim_returns_memory();
   test_regrow_reuses_pages();
+  test_move_peak();
   test_huge_reuse_bounded();
   test_huge_reuse_trimmed();
   test_huge_cache_outlives_delay();

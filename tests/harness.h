@@ -165,6 +165,19 @@ static inline size_t th_rss_bytes(void) {
   return rss * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* Peak resident set of this process in bytes (VmHWM in /proc/self/status;
+ * writing "5" to /proc/self/clear_refs resets it to the current RSS). */
+static inline size_t th_hwm_bytes(void) {
+  FILE* f = fopen("/proc/self/status", "r");
+  char line[256];
+  unsigned long kib = 0;
+  if (!f) return 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmHWM: %lu kB", &kib) == 1) break;
+  fclose(f);
+  return kib * 1024;
+}
+
 /* Virtual size of this process in bytes, from /proc/self/statm. */
 static inline size_t th_vsize_bytes(void) {
   FILE* f = fopen("/proc/self/statm", "r");
