@@ -341,6 +341,7 @@ void _tess_arena_fork_child(void);
 bool _tess_arena_has_dirty(void);
 bool _tess_release_all(void);
 bool _tess_arena_frugal(void); /* keep little free memory mapped (no purger, or RLIMIT_AS) */
+bool _tess_arena_over_allowance(size_t bytes); /* freeing `bytes` more would purge at once */
 bool _tess_address_space_limited(void); /* under RLIMIT_AS (checked every 100 ms) */
 
 /* purger.c: the background purger thread (and _tess_purger_running above) */

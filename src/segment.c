@@ -232,6 +232,13 @@ static size_t dirty_max_slices(void) {
   return (fixed + share) >> TESS_SLICE_SHIFT;
 }
 
+/* Would `bytes` more of free memory go over the allowance, and so be
+ * purged as soon as it is freed?  (A hint: read without the lock.) */
+bool _tess_arena_over_allowance(size_t bytes) {
+  size_t slices = (bytes + TESS_SLICE_SIZE - 1) >> TESS_SLICE_SHIFT;
+  return arena.dirty_slices + slices > dirty_max_slices();
+}
+
 #define TESS_PURGE_BATCH 64
 
 static bool slice_purgeable(const tess_page_t* s, bool all, uint32_t now, uint32_t delay) {
