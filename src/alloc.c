@@ -148,9 +148,10 @@ static void move_bytes(void* q, void* p, size_t keep, size_t usable) {
     memcpy(q, p, keep);
     return;
   }
-  uint8_t* src = p;
+  uint8_t* src = p; /* a large block: at the start of its span */
+  tess_assert(((uintptr_t)src & (TESS_OS_PAGE_SIZE - 1)) == 0);
   /* The first page stays: free reads the block's first words. */
-  uintptr_t released = ((uintptr_t)src + 2 * TESS_OS_PAGE_SIZE - 1) & ~(uintptr_t)(TESS_OS_PAGE_SIZE - 1);
+  uintptr_t released = (uintptr_t)src + TESS_OS_PAGE_SIZE;
   for (size_t done = 0; done < keep;) {
     size_t n = keep - done < TESS_MOVE_STEP ? keep - done : TESS_MOVE_STEP;
     memcpy((uint8_t*)q + done, src + done, n);

@@ -408,9 +408,6 @@ bool _tess_arena_has_dirty(void) { return arena.purge_first != NULL; /* racy rea
 
 /* ---- span allocation ---------------------------------------------------------- */
 
-/* A span of `slices` slices for a page of `kind`; *is_zero tells whether all
- * of its memory is known to be zero (fresh or purged).  NULL when the OS
- * refuses memory. */
 /* A program that keeps little free memory (frugal: no purger, a small or
  * single-threaded program) purges a big freed block's span as soon as the
  * free goes over its allowance.  If a large block of 1 MiB or more must
@@ -437,6 +434,9 @@ static void note_reuse(size_t slices) {
   }
 }
 
+/* A span of `slices` slices for a page of `kind`; *is_zero tells whether all
+ * of its memory is known to be zero (fresh or purged).  NULL when the OS
+ * refuses memory. */
 tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* is_zero) {
   tess_assert(slices >= 1 && slices <= TESS_SPAN_MAX);
   _tess_purger_start(); /* only malloc takes spans: a safe place to start it */
