@@ -54,18 +54,23 @@ static void slices_dirty(tess_segment_t* seg, size_t from, size_t to, uint32_t n
 
 /* ---- spans ---------------------------------------------------------------- */
 
+/* Make slices [from, to) inner slices of the span headed by slice head. */
+static void span_set_inner(tess_segment_t* seg, size_t head, size_t from, size_t to) {
+  for (size_t i = from; i < to; i++) {
+    tess_page_t* s = &seg->slices[i];
+    s->slice_offset = (uint32_t)((i - head) * sizeof(tess_page_t));
+    s->kind = TESS_PAGE_INNER;
+    s->heap = 0;
+  }
+}
+
 /* Make slices [idx, idx+count) one span of `kind` headed by slice idx. */
 static tess_page_t* span_set(tess_segment_t* seg, size_t idx, size_t count, tess_page_kind_t kind) {
   tess_page_t* head = &seg->slices[idx];
   head->slice_count = (uint32_t)count;
   head->slice_offset = 0;
   head->kind = (uint8_t)kind;
-  for (size_t i = 1; i < count; i++) {
-    tess_page_t* s = &seg->slices[idx + i];
-    s->slice_offset = (uint32_t)(i * sizeof(tess_page_t));
-    s->kind = TESS_PAGE_INNER;
-    s->heap = 0;
-  }
+  span_set_inner(seg, idx, idx + 1, idx + count);
   return head;
 }
 
@@ -119,15 +124,21 @@ static tess_page_t* span_insert_free(tess_segment_t* seg, size_t idx, size_t cou
     bin_remove(right);
     end += right->slice_count;
   }
+  tess_page_t* span = NULL;
   if (idx > 1) {
     tess_page_t* left_last = &seg->slices[idx - 1];
     tess_page_t* left = (tess_page_t*)((uint8_t*)left_last - left_last->slice_offset);
     if (left->kind == TESS_PAGE_FREE) {
+      /* Its slices point to its head already: only ours and the right
+       * neighbour's are set again (a block freed next to a segment's free
+       * rest costs its own slices, not the segment's). */
       bin_remove(left);
-      idx = span_index(seg, left);
+      span = left;
+      span->slice_count = (uint32_t)(end - span_index(seg, left));
+      span_set_inner(seg, span_index(seg, left), idx, end);
     }
   }
-  tess_page_t* span = span_set(seg, idx, end - idx, TESS_PAGE_FREE);
+  if (span == NULL) span = span_set(seg, idx, end - idx, TESS_PAGE_FREE);
   span->freed_at = now; /* a merged span is as young as its newest part */
   span->heap = 0;
   span->bin = 0;
@@ -458,7 +469,6 @@ tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* 
       tess_page_t* span = arena.bins[n];
       tess_segment_t* seg = _tess_segment_of(span);
       size_t head = span_index(seg, span);
-      uint32_t freed_at = span->freed_at;
       bin_remove(span);
       /* Carve from the tail: the head of a free span is often a block just
        * freed (kept free longest, a second free of it is still caught) and
@@ -466,7 +476,10 @@ tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* 
        * new span is marked in use first, or the remainder would merge back. */
       size_t idx = head + (n - slices);
       tess_page_t* page = span_set(seg, idx, slices, kind);
-      if (n > slices) span_insert_free(seg, head, n - slices, freed_at);
+      if (n > slices) { /* the rest stays free, its slices pointing to its head */
+        span->slice_count = (uint32_t)(n - slices);
+        bin_insert(span);
+      }
       size_t dirty = slices_take(seg, idx, slices);
       if (arena.cached == seg) arena.cached = NULL;
       if (dirty == 0 && kind == TESS_PAGE_LARGE) note_reuse(slices);
