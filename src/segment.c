@@ -519,25 +519,18 @@ void _tess_arena_span_free(tess_page_t* page) {
    * until the purge delay passes (a program that frees everything and
    * starts again reuses it), and the purge then unmaps it.  Without it,
    * nothing would unmap it once the program stops calling us: one is kept,
-   * the others go now. */
+   * the others go now.  The one kept is purged as any free memory is, over
+   * the allowance (which, with nothing in use, is the little that the
+   * program showed it needs again: note_reuse) or when the delay has
+   * passed at a later call.  Purging it whole at once made a program that
+   * mallocs and frees one big buffer in a loop fault it in every time. */
   tess_segment_t* unmap = NULL;
-  bool purge_kept = false;
-  if (seg->used_slices == 0 && _tess_arena_frugal()) {
-    if (segment_is_surplus(seg, false)) {
-      unmap = seg;
-    } else {
-      /* the one kept: purged now, as no one may purge it later */
-      uint32_t due_at = (uint32_t)now - (uint32_t)_tess_options.purge_delay_ms - 1;
-      seg->slices[1].freed_at = due_at;
-      for (size_t i = 1; i < TESS_SLICES_PER_SEGMENT; i++) seg->slices[i].dirty_at = due_at;
-      purge_kept = true;
-    }
-  }
+  if (seg->used_slices == 0 && _tess_arena_frugal() && segment_is_surplus(seg, false)) unmap = seg;
   bool over = arena.dirty_slices > dirty_max_slices();
   bool due = !over && !_tess_purger_running() && now != arena.last_purge_check;
   _tess_unlock(&arena.lock);
   if (unmap != NULL) segment_unmap(unmap);
-  if (over || due || purge_kept) _tess_arena_purge(false);
+  if (over || due) _tess_arena_purge(false);
   if (first_dirty || (!_tess_purger_running() && !_tess_prim_single_threaded())) _tess_purger_notify();
 }
 

@@ -1068,32 +1068,6 @@ static void test_regrow_reuses_pages(void) {
   }
 }
 
-/* A buffer of a large size (128 KiB - 2 MiB) taken and given back in a
- * loop, a program that keeps little free memory: its span was purged at
- * every free and faulted in again at every malloc (3 faults and a system
- * call a buffer, 40 times glibc's time).  Once needed again, it is kept. */
-static void test_large_loop_keeps_pages(void) {
-  const char* delay = getenv("TESSERA_PURGE_DELAY");
-  if (expect_tessera && delay != NULL && atol(delay) == 0) return; /* asked to keep nothing */
-  static const size_t sizes[] = {200 * 1000, 256 * 1024, 900 * 1024, 1536 * 1024};
-  prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
-  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
-    size_t n = sizes[k];
-    long f0 = 0;
-    for (int i = 0; i < 210; i++) {
-      if (i == 10) f0 = minor_faults(); /* after a few rounds to learn */
-      char* p = A->malloc(n);
-      CHECK(p != NULL);
-      if (p == NULL) break;
-      p[0] = p[n / 2] = p[n - 1] = (char)i;
-      A->free(p);
-    }
-    long faults = minor_faults() - f0;
-    CHECK_MSG(faults < 100, "200 rounds of malloc(%zu), three writes, free took %ld page faults", n, faults);
-  }
-  prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
-}
-
 /* A big block moving to grow (past the largest size it can grow in place
  * to) gives its pages back as they are copied: the move must not hold
  * both copies at once.  glibc moves its mmapped chunks with mremap. */
@@ -1742,9 +1716,7 @@ int main(int argc, char** argv) {
   fprintf(stderr, "api_conformance: %s names, tessera %s\n", A->name,
           expect_tessera ? "expected" : "not expected (reference run)");
 
-  /* First, while little is in use: regrowing big blocks (below) raises the allowance of free memory. */
-  test_move_peak();
-  test_large_loop_keeps_pages();
+  test_move_peak(); /* first: regrowing big blocks (below) raises the allowance of free memory */
   test_malloc_zero();
   test_alignment_and_usable();
   test_no_overlap();
