@@ -422,20 +422,23 @@ bool _tess_arena_has_dirty(void) { return arena.purge_first != NULL; /* racy rea
 /* A program that keeps little free memory (frugal: no purger, a small or
  * single-threaded program) purges a big freed block's span as soon as the
  * free goes over its allowance.  If a large block must then be set up on
- * clean memory within a second, and a span at least as big was given back
- * for the cap, the memory was needed again: the allowance grows by the
- * block's size, up to twice the largest such block (and 4 MiB; halved
- * every second), as glibc's trim threshold grows with the chunks a program
- * frees.  A single-threaded program rebuilding a 3 MB buffer with realloc
- * 200 times took 136,000 faults and 0.32 s (glibc 1,800 and 0.01 s), now
- * 3,100 and 0.08 s; one that mallocs and frees a 256 KiB buffer in a loop
- * took 3 faults and a system call a buffer (40 times glibc's time), now
- * none.  Unbounded, every reuse added up (espresso's hash tables,
- * realloc's arrays) and kept 1-1.5 MB more free memory resident.
+ * clean memory (`clean` of its `slices`) within a second, and a span at
+ * least as big was given back for the cap, the memory was needed again:
+ * the allowance grows by the clean part, up to twice the largest such
+ * block (and 4 MiB; halved every second), as glibc's trim threshold grows
+ * with the chunks a program frees.  A single-threaded program rebuilding a
+ * 3 MB buffer with realloc 200 times took 136,000 faults and 0.32 s (glibc
+ * 1,800 and 0.01 s), now 3,100 and 0.08 s; one that mallocs and frees a
+ * 256 KiB buffer in a loop took 3 faults and a system call a buffer (40
+ * times glibc's time), now none.  Unbounded, every reuse added up
+ * (espresso's hash tables, realloc's arrays) and kept 1-1.5 MB more free
+ * memory resident.  Counting only wholly clean blocks missed a program
+ * cycling through 300 KB, 600 KB and 1.2 MB buffers: each took the last
+ * one's pages and as many clean ones, and was purged whole when freed.
  * Called with the arena lock held. */
 #define TESS_REUSE_BOOST_MAX (((size_t)4 << 20) >> TESS_SLICE_SHIFT)
 
-static void note_reuse(size_t slices) {
+static void note_reuse(size_t slices, size_t clean) {
   if (arena.over_purge_at == 0 || !_tess_arena_frugal()) return;
   uint64_t now = _tess_prim_clock_ms();
   if (now - arena.over_purge_at >= 1000) {
@@ -444,7 +447,7 @@ static void note_reuse(size_t slices) {
     size_t most = 2 * slices; /* twice the largest block needed again */
     if (most < arena.reuse_boost) most = arena.reuse_boost;
     if (most > TESS_REUSE_BOOST_MAX) most = TESS_REUSE_BOOST_MAX;
-    arena.reuse_boost = arena.reuse_boost + slices < most ? arena.reuse_boost + slices : most;
+    arena.reuse_boost = arena.reuse_boost + clean < most ? arena.reuse_boost + clean : most;
   }
 }
 
@@ -482,7 +485,7 @@ tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* 
       }
       size_t dirty = slices_take(seg, idx, slices);
       if (arena.cached == seg) arena.cached = NULL;
-      if (dirty == 0 && kind == TESS_PAGE_LARGE) note_reuse(slices);
+      if (dirty < slices && kind == TESS_PAGE_LARGE) note_reuse(slices, slices - dirty);
       _tess_unlock(&arena.lock);
       /* Clean slices become resident as the page is used. */
       _tess_os_committed_add((slices - dirty) << TESS_SLICE_SHIFT);
