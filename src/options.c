@@ -52,7 +52,16 @@ void _tess_options_init(void) {
     const char* s = _tess_prim_getenv(o->name);
     if (s == NULL) continue;
     if (o->value == NULL) {
-      if (*s != 0) _tess_options.stats_file = s;
+      /* Copied: a program that writes its process title over its
+       * environment (nginx, PostgreSQL, Chromium) would change the path. */
+      static char stats_file[4096];
+      size_t n = strlen(s);
+      if (n >= sizeof stats_file) {
+        _tess_warning("ignoring %s: a path of %zu bytes (at most %zu)", o->name, n, sizeof stats_file - 1);
+      } else if (n != 0) {
+        memcpy(stats_file, s, n + 1);
+        _tess_options.stats_file = stats_file;
+      }
       continue;
     }
     long v;

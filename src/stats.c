@@ -36,15 +36,39 @@ static const struct {
 
 static size_t field(const tess_stats_t* s, size_t i) { return *(const size_t*)((const char*)s + fields[i].offset); }
 
+/* s as the inside of a JSON string (out holds 6 bytes for each of s's):
+ * a program may name itself anything (prctl PR_SET_NAME, its file name). */
+static void json_quote(char* out, const char* s) {
+  static const char hex[] = "0123456789abcdef";
+  for (; *s != 0; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      *out++ = '\\';
+      *out++ = (char)c;
+    } else if (c < 0x20 || c == 0x7f) {
+      *out++ = '\\';
+      *out++ = 'u';
+      *out++ = '0';
+      *out++ = '0';
+      *out++ = hex[c >> 4];
+      *out++ = hex[c & 15];
+    } else {
+      *out++ = (char)c;
+    }
+  }
+  *out = 0;
+}
+
 /* The statistics as text (one "name value" line each) or one JSON line. */
 static size_t stats_format(char* buf, size_t size, bool json) {
   tess_stats_t s;
   tess_stats_get(&s);
   size_t at = 0;
   if (json) {
-    char prog[64];
+    char prog[64], quoted[6 * sizeof prog];
     _tess_prim_program_name(prog, sizeof prog);
-    at += (size_t)_tess_format(buf + at, size - at, "{\"pid\":%d,\"program\":\"%s\"", _tess_prim_getpid(), prog);
+    json_quote(quoted, prog);
+    at += (size_t)_tess_format(buf + at, size - at, "{\"pid\":%d,\"program\":\"%s\"", _tess_prim_getpid(), quoted);
   } else {
     at += (size_t)_tess_format(buf + at, size - at, "tessera %s statistics (bytes):\n", TESSERA_VERSION);
   }

@@ -4,8 +4,10 @@
  *
  * With argument "threads" it first starts threads that allocate and free
  * without end, so the process exits (and tessera prints or writes its
- * statistics) while other threads are inside malloc and free. */
+ * statistics) while other threads are inside malloc and free.  With
+ * "title" it renames itself and writes over its environment first. */
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +23,16 @@ static void* churn(void* arg) {
   return NULL;
 }
 
+extern char** environ;
+
 int main(int argc, char** argv) {
+  if (argc > 1 && !strcmp(argv[1], "title")) {
+    /* As programs that set their process title do (nginx, PostgreSQL,
+     * Chromium): a name JSON must escape, and the environment's strings
+     * written over. */
+    prctl(PR_SET_NAME, "opt_child\"\\\t");
+    for (char** e = environ; *e != NULL; e++) memset(*e, 'x', strlen(*e));
+  }
   if (argc > 1 && !strcmp(argv[1], "threads")) {
     for (size_t t = 0; t < 3; t++) {
       pthread_t th;

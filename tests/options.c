@@ -222,6 +222,27 @@ static void test_stats_file(void) {
   rmdir(dir);
 }
 
+/* A program that renames itself and writes its process title over its
+ * environment still appends its line to the path it was given (tessera
+ * wrote it to a file named after the title), and the name, quotes,
+ * backslash and tab included, is escaped in the JSON. */
+static void test_stats_file_title(void) {
+  char dir[] = "/tmp/tessera-options-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char path[256], envv[300];
+  snprintf(path, sizeof path, "%s/stats.jsonl", dir);
+  snprintf(envv, sizeof envv, "TESSERA_STATS_FILE=%s", path);
+  const char* env[] = {envv, NULL};
+  child_arg = "title";
+  run_t r;
+  run(&r, env);
+  child_arg = NULL;
+  check_normal(&r, "TESSERA_STATS_FILE, process title");
+  check_stats_file(path, &r.pid, 1);
+  unlink(path);
+  rmdir(dir);
+}
+
 /* Exit (with statistics to print and write) while threads are allocating. */
 static void test_exit_while_threads_allocate(void) {
   char dir[] = "/tmp/tessera-options-XXXXXX";
@@ -269,6 +290,7 @@ int main(int argc, char** argv) {
   test_quiet_by_default();
   test_show_stats();
   test_stats_file();
+  test_stats_file_title();
   test_exit_while_threads_allocate();
   test_malformed("TESSERA_PURGE_DELAY=abc", "TESSERA_PURGE_DELAY");
   test_malformed("TESSERA_PURGE_DELAY=12abc", "TESSERA_PURGE_DELAY");
