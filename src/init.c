@@ -39,6 +39,7 @@ void _tess_process_init(void) {
 __attribute__((constructor)) static void tess_constructor(void) {
   _tess_process_init();
   _tess_cxx_init();
+  _tess_libc_init();
 }
 
 /* Statistics at exit, if asked for. */

@@ -378,6 +378,7 @@ void _tess_os_in_use_add(size_t n);
 extern _Atomic(int) _tess_init_state; /* 0 none, 1 running, 2 done */
 void _tess_process_init(void);
 void _tess_cxx_init(void); /* override.c: a C++ program's own operator new/delete */
+void _tess_libc_init(void); /* override.c: a program's own realloc and free */
 
 /* alloc.c / free.c internals used by override.c and each other */
 void* _tess_malloc_generic(size_t size, bool zero);

@@ -25,7 +25,6 @@ TESS_EXPORT void* malloc(size_t size) { return _tess_malloc_inline(size); }
 TESS_EXPORT void free(void* p) { _tess_free_inline(p, "free"); }
 TESS_EXPORT void* calloc(size_t n, size_t size) { return tess_calloc(n, size); }
 TESS_EXPORT void* realloc(void* p, size_t size) { return tess_realloc(p, size); }
-TESS_EXPORT void* reallocarray(void* p, size_t n, size_t size) { return tess_reallocarray(p, n, size); }
 TESS_EXPORT void* aligned_alloc(size_t alignment, size_t size) { return tess_aligned_alloc(alignment, size); }
 TESS_EXPORT int posix_memalign(void** out, size_t alignment, size_t size) {
   return tess_posix_memalign(out, alignment, size);
@@ -35,7 +34,6 @@ TESS_EXPORT void free_sized(void* p, size_t size) { tess_free_sized(p, size); }
 TESS_EXPORT void free_aligned_sized(void* p, size_t alignment, size_t size) {
   tess_free_aligned_sized(p, alignment, size);
 }
-TESS_EXPORT void cfree(void* p) { _tess_free_inline(p, "cfree"); }
 
 /* glibc's memalign takes any alignment: not a power of two is rounded up. */
 TESS_EXPORT void* memalign(size_t alignment, size_t size) {
@@ -219,6 +217,44 @@ extern void _ZSt17__throw_bad_allocv(void) __attribute__((weak, noreturn));
  * block.  Weak, like the hooks above: a static program has no dlsym. */
 extern void* dlsym(void* handle, const char* name) __attribute__((weak));
 extern int dladdr(const void* addr, Dl_info* info) __attribute__((weak));
+
+/* ---- a program's own realloc and free --------------------------------------
+ * glibc's reallocarray calls realloc, and its cfree is free, as the program
+ * binds them: a program that defines its own malloc family (glibc's manual
+ * asks for malloc, free, calloc and realloc) gets its own realloc from
+ * reallocarray, and tessera's must not take the program's blocks for its
+ * own.  Looked up once, at start-up; libc's definitions do not count (a
+ * tessera opened with dlopen comes after them, and its blocks are not
+ * libc's). */
+static void* (*own_realloc)(void*, size_t);
+static void (*own_free)(void*);
+
+static void* own_definition(const char* name, const Dl_info* tessera) {
+  Dl_info info;
+  void* f = dlsym(RTLD_DEFAULT, name);
+  if (f == NULL || dladdr(f, &info) == 0 || info.dli_fbase == tessera->dli_fbase) return NULL;
+  if (info.dli_fname != NULL && strstr(info.dli_fname, "/libc.so") != NULL) return NULL;
+  return f;
+}
+
+void _tess_libc_init(void) {
+  Dl_info own;
+  if (dlsym == NULL || dladdr == NULL || dladdr((const void*)&_tess_libc_init, &own) == 0) return;
+  own_realloc = (void* (*)(void*, size_t))own_definition("realloc", &own);
+  own_free = (void (*)(void*))own_definition("free", &own);
+}
+
+TESS_EXPORT void* reallocarray(void* p, size_t n, size_t size) {
+  if (tess_likely(own_realloc == NULL)) return tess_reallocarray(p, n, size);
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) return _tess_fail_enomem();
+  return own_realloc(p, total);
+}
+
+TESS_EXPORT void cfree(void* p) {
+  if (tess_likely(own_free == NULL)) _tess_free_inline(p, "cfree");
+  else own_free(p);
+}
 
 /* The C++ runtime's own definition of `name` (the next after tessera's),
  * found once and kept in *cache, or NULL if there is none to hand to: not
