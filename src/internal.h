@@ -329,6 +329,7 @@ bool _tess_arena_large_resize(tess_page_t* page, size_t size);
 void* _tess_huge_alloc(size_t size, size_t alignment, bool zero);
 void _tess_huge_free(tess_segment_t* seg);
 void _tess_huge_cache_purge(bool force);
+void _tess_huge_cache_release(size_t bytes); /* give back at least `bytes` of it */
 bool _tess_huge_cache_nonempty(void);
 void _tess_huge_fork_child(void);
 void* _tess_huge_realloc(tess_segment_t* seg, size_t size);

@@ -167,6 +167,7 @@ static size_t slices_take(tess_segment_t* seg, size_t idx, size_t count) {
 /* ---- segments ------------------------------------------------------------- */
 
 static tess_segment_t* segment_create(void) {
+  _tess_huge_cache_release(TESS_SEGMENT_SIZE); /* see there */
   uint8_t* base;
   size_t mapped;
   tess_segment_t* seg = _tess_os_map_aligned(TESS_SEGMENT_SIZE, TESS_SEGMENT_SIZE, &base, &mapped);
