@@ -180,13 +180,29 @@ static void check_stats_file(const char* path, const pid_t* pids, int npids) {
   CHECK_MSG(lines == npids, "stats file has %d lines for %d processes", lines, npids);
 }
 
+/* A fresh directory for a statistics file, and the setting that names it. */
+typedef struct stats_dir_s {
+  char dir[32];
+  char path[256];
+  char env[300]; /* TESSERA_STATS_FILE=path */
+} stats_dir_t;
+
+static void stats_dir_make(stats_dir_t* d) {
+  snprintf(d->dir, sizeof d->dir, "/tmp/tessera-options-XXXXXX");
+  CHECK(mkdtemp(d->dir) != NULL);
+  snprintf(d->path, sizeof d->path, "%s/stats.jsonl", d->dir);
+  snprintf(d->env, sizeof d->env, "TESSERA_STATS_FILE=%s", d->path);
+}
+
+static void stats_dir_remove(const stats_dir_t* d) {
+  unlink(d->path);
+  rmdir(d->dir);
+}
+
 static void test_stats_file(void) {
-  char dir[] = "/tmp/tessera-options-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
-  char path[256], envv[300];
-  snprintf(path, sizeof path, "%s/stats.jsonl", dir);
-  snprintf(envv, sizeof envv, "TESSERA_STATS_FILE=%s", path);
-  const char* env[] = {envv, NULL};
+  stats_dir_t d;
+  stats_dir_make(&d);
+  const char* env[] = {d.env, NULL};
   pid_t pids[16];
   int np = 0;
   /* one after another: each appends its line */
@@ -196,7 +212,7 @@ static void test_stats_file(void) {
     check_normal(&r, "TESSERA_STATS_FILE");
     pids[np++] = r.pid;
   }
-  check_stats_file(path, pids, np);
+  check_stats_file(d.path, pids, np);
   /* several at once: whole lines, none lost */
   enum { PAR = 6 };
   static run_t rr[PAR];
@@ -212,14 +228,14 @@ static void test_stats_file(void) {
     check_normal(&rr[i], "TESSERA_STATS_FILE (parallel)");
     pids[np++] = rr[i].pid;
   }
-  check_stats_file(path, pids, np);
-  unlink(path);
+  check_stats_file(d.path, pids, np);
+  unlink(d.path);
   /* an unwritable path must not break the program */
   const char* bad[] = {"TESSERA_STATS_FILE=/nonexistent-dir/sub/stats.jsonl", NULL};
   run_t r;
   run(&r, bad);
   check_normal(&r, "TESSERA_STATS_FILE unwritable");
-  rmdir(dir);
+  stats_dir_remove(&d);
 }
 
 /* A program that renames itself and writes its process title over its
@@ -227,30 +243,23 @@ static void test_stats_file(void) {
  * wrote it to a file named after the title), and the name, quotes,
  * backslash and tab included, is escaped in the JSON. */
 static void test_stats_file_title(void) {
-  char dir[] = "/tmp/tessera-options-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
-  char path[256], envv[300];
-  snprintf(path, sizeof path, "%s/stats.jsonl", dir);
-  snprintf(envv, sizeof envv, "TESSERA_STATS_FILE=%s", path);
-  const char* env[] = {envv, NULL};
+  stats_dir_t d;
+  stats_dir_make(&d);
+  const char* env[] = {d.env, NULL};
   child_arg = "title";
   run_t r;
   run(&r, env);
   child_arg = NULL;
   check_normal(&r, "TESSERA_STATS_FILE, process title");
-  check_stats_file(path, &r.pid, 1);
-  unlink(path);
-  rmdir(dir);
+  check_stats_file(d.path, &r.pid, 1);
+  stats_dir_remove(&d);
 }
 
 /* Exit (with statistics to print and write) while threads are allocating. */
 static void test_exit_while_threads_allocate(void) {
-  char dir[] = "/tmp/tessera-options-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
-  char path[256], envv[300];
-  snprintf(path, sizeof path, "%s/stats.jsonl", dir);
-  snprintf(envv, sizeof envv, "TESSERA_STATS_FILE=%s", path);
-  const char* env[] = {envv, "TESSERA_SHOW_STATS=1", NULL};
+  stats_dir_t d;
+  stats_dir_make(&d);
+  const char* env[] = {d.env, "TESSERA_SHOW_STATS=1", NULL};
   child_arg = "threads";
   pid_t pids[10];
   for (int i = 0; i < 10; i++) {
@@ -261,9 +270,8 @@ static void test_exit_while_threads_allocate(void) {
     pids[i] = r.pid;
   }
   child_arg = NULL;
-  check_stats_file(path, pids, 10);
-  unlink(path);
-  rmdir(dir);
+  check_stats_file(d.path, pids, 10);
+  stats_dir_remove(&d);
 }
 
 static void test_malformed(const char* kv, const char* name) {
