@@ -27,6 +27,7 @@ void* _tess_malloc_generic(size_t size, bool zero) {
     tess_page_t* page = heap->queues[_tess_bin(size)].first;
     if (page != NULL && page->free != NULL) {
       p = _tess_page_take(page, page->free);
+      _tess_page_note_trimmed(heap, page, p);
     } else {
       p = _tess_page_malloc_slow(heap, size);
       if (p == NULL) return _tess_fail_enomem();

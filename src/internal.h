@@ -219,6 +219,14 @@ static inline void _tess_block_link(const tess_page_t* page, tess_block_t* b, te
 }
 /* In the third word of a free medium block whose inside was given back. */
 static inline uintptr_t _tess_mark_trimmed(const tess_page_t* page) { return page->key ^ 2; }
+TESS_NOINLINE void _tess_page_trim_reused(tess_heap_t* heap, tess_page_t* page, void* p);
+/* p, just handed out from page, had its inside given back: the trim cost a
+ * fault for nothing, and the heap learns from it (page.c). */
+static inline void _tess_page_note_trimmed(tess_heap_t* heap, tess_page_t* page, void* p) {
+  if (page->bin > TESS_BIN_SMALL_LAST && tess_unlikely(((uintptr_t*)p)[2] == _tess_mark_trimmed(page))) {
+    _tess_page_trim_reused(heap, page, p);
+  }
+}
 
 /* A free block's seal is broken (found by `call`): reported. */
 TESS_COLD __attribute__((noreturn)) void _tess_block_overwritten(const char* call, const tess_page_t* page,

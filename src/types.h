@@ -106,7 +106,7 @@
 #define TESS_DIRECT_COUNT (TESS_DIRECT_MAX / TESS_ALIGN + 1)
 #define TESS_REMOTE_BATCH 64                /* remote frees buffered per thread */
 #define TESS_REMOTE_CHAINS 4                /*   for at most this many heaps   */
-#define TESS_TRIM_PENDING 32                /* sparse medium pages awaiting a trim */
+#define TESS_TRIM_PENDING 128                /* sparse medium pages awaiting a trim */
 
 #define TESS_BIN_SMALL_LAST 56              /* bin of 8 KiB */
 #define TESS_BIN_MEDIUM_LAST 88             /* bin of 128 KiB */
@@ -289,6 +289,8 @@ typedef struct tess_heap_s {
                                   written by the owner, read by anyone)      */
   uint32_t trim_count;         /* sparse medium pages waiting to be trimmed,  */
   size_t trim_bytes;           /*   the free bytes they hold (an estimate),   */
+  size_t trim_boost;           /* learned budget: trimmed blocks reused      */
+  uint64_t trim_boost_at;      /* ms clock of its last halving               */
   struct {                     /*   oldest first (page.c, trim_note)         */
     tess_page_t* page;
     size_t bytes;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Counted with atomic adds: several tests check from many threads at once
@@ -186,6 +187,23 @@ static inline size_t th_vsize_bytes(void) {
   if (fscanf(f, "%lu", &size) != 1) size = 0;
   fclose(f);
   return size * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Run body(k) in a child forked now (before the case allocates, so that it
+ * starts from what the parent has, and nothing another case learned).  The
+ * child's failures are printed there and fail the case here. */
+static inline void th_in_child(void (*body)(int), int k) {
+  fflush(stderr);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    th_failures = 0;
+    body(k);
+    _exit(th_failures != 0);
+  }
+  int status = 0;
+  CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+  CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "case %d failed (status %#x)", k, status);
 }
 
 #endif /* TESS_TEST_HARNESS_H */

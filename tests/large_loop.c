@@ -20,8 +20,9 @@
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
+
+static bool keep_nothing; /* TESSERA_PURGE_DELAY=0: asked to keep nothing */
 
 static long minor_faults(void) {
   struct rusage ru;
@@ -49,7 +50,7 @@ static long loop_faults(const size_t* sizes, int nsizes, int warm, int rounds) {
  * and as many clean ones, so a rule that counted only wholly clean blocks
  * never learned (3 faults a round).  A small block stays in use meanwhile,
  * as in most programs. */
-static void cycle_case(bool keep_nothing) {
+static void cycle_case(void) {
   static const size_t cycle[] = {300000, 600000, 1200000};
   char* small = malloc(100);
   CHECK(small != NULL);
@@ -60,36 +61,27 @@ static void cycle_case(bool keep_nothing) {
 }
 
 /* One size, the segment wholly free at each free. */
-static void one_size_case(size_t size, bool keep_nothing) {
+static void one_size_case(size_t size) {
   long faults = loop_faults(&size, 1, 10, 200);
   if (!keep_nothing)
     CHECK_MSG(faults < 100, "200 rounds of malloc(%zu), three writes, free took %ld page faults", size, faults);
 }
 
+/* Case k: the cycle of three sizes (k == 0) or one size. */
+static void loop_case(int k) {
+  static const size_t sizes[] = {0, 200 * 1000, 256 * 1024, 900 * 1024, 1536 * 1024};
+  size_t rss0 = th_rss_bytes();
+  if (sizes[k] == 0) cycle_case();
+  else one_size_case(sizes[k]);
+  size_t rss1 = th_rss_bytes();
+  CHECK_MSG(rss1 < rss0 + (5 << 20), "%zu KiB resident after the loop, with nothing in use (%zu before)",
+            rss1 / 1024, rss0 / 1024);
+}
+
 int main(void) {
   const char* delay = getenv("TESSERA_PURGE_DELAY");
-  bool keep_nothing = delay != NULL && atol(delay) == 0; /* asked to keep nothing */
+  keep_nothing = delay != NULL && atol(delay) == 0;
   prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0); /* faults in 4 KiB pages only */
-  /* Each case in a child forked before anything is allocated, so that none
-   * starts with the allowance another has earned. */
-  static const size_t sizes[] = {0, 200 * 1000, 256 * 1024, 900 * 1024, 1536 * 1024};
-  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
-    fflush(stderr);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-      th_failures = 0; /* its own, reported by its exit status */
-      size_t rss0 = th_rss_bytes();
-      if (sizes[k] == 0) cycle_case(keep_nothing);
-      else one_size_case(sizes[k], keep_nothing);
-      size_t rss1 = th_rss_bytes();
-      CHECK_MSG(rss1 < rss0 + (5 << 20), "%zu KiB resident after the loop, with nothing in use (%zu before)",
-                rss1 / 1024, rss0 / 1024);
-      _exit(th_failures != 0);
-    }
-    int status = 0;
-    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
-    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "case %zu failed (status %#x)", k, status);
-  }
+  for (int k = 0; k < 5; k++) th_in_child(loop_case, k);
   return th_done();
 }

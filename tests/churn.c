@@ -1,0 +1,135 @@
+/* churn.c - a single-threaded program that keeps giving memory back and
+ * taking it again, in small and medium blocks.
+ *
+ * Without the background purger (a single-threaded program has none),
+ * tessera gives free memory back at once once it passes a small allowance,
+ * so that RSS follows the live data down.  A program that churns then paid
+ * a page fault (and a madvise) for nearly every block:
+ * - 1,000 blocks of 4 KiB malloc'd, written and freed, again and again: the
+ *   pages of every round were given back and faulted in again (1,000
+ *   faults a round), and 10,000 blocks of 200 B likewise (500);
+ * - 100 blocks of 1-64 KiB, one replaced at random each time: emptied pages
+ *   went back to the arena, and sparse medium pages had their free blocks
+ *   trimmed, so about one fault an operation.
+ * Checked: after rounds to learn, each takes few faults; and afterwards,
+ * with everything freed, what stays resident is bounded.
+ *
+ * Each case runs in a child forked before anything is allocated, so that
+ * none starts with what another has learned.
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static long minor_faults(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
+}
+
+/* Write one byte in each 4 KiB page of the block, and its last byte. */
+static void touch(char* p, size_t n, char v) {
+  for (size_t i = 0; i < n; i += 4096) p[i] = v;
+  p[n - 1] = v;
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+static uint64_t next_random(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return rng;
+}
+
+/* Rounds of `count` blocks of `size` malloc'd, written and freed in the
+ * order they were taken; the faults of the last `rounds` of them. */
+static long batch_faults(size_t count, size_t size, int warm, int rounds) {
+  char** blocks = malloc(count * sizeof *blocks);
+  CHECK(blocks != NULL);
+  if (blocks == NULL) return -1;
+  long f0 = 0;
+  for (int r = 0; r < warm + rounds; r++) {
+    if (r == warm) f0 = minor_faults();
+    for (size_t i = 0; i < count; i++) {
+      blocks[i] = malloc(size);
+      CHECK(blocks[i] != NULL);
+      if (blocks[i] == NULL) return -1;
+      touch(blocks[i], size, (char)r);
+    }
+    for (size_t i = 0; i < count; i++) free(blocks[i]);
+  }
+  long faults = minor_faults() - f0;
+  free(blocks);
+  return faults;
+}
+
+/* `live` blocks of lo..hi bytes, one replaced at random each operation;
+ * each block's first and last bytes are checked before it is freed.  The
+ * faults of the last `ops` operations. */
+static long random_faults(size_t live, size_t lo, size_t hi, long warm, long ops) {
+  char** blocks = calloc(live, sizeof *blocks);
+  size_t* sizes = calloc(live, sizeof *sizes);
+  CHECK(blocks != NULL && sizes != NULL);
+  if (blocks == NULL || sizes == NULL) return -1;
+  long f0 = 0;
+  for (long op = -(long)live; op < warm + ops; op++) {
+    if (op == warm) f0 = minor_faults();
+    size_t k = op < 0 ? (size_t)(op + (long)live) : next_random() % live;
+    if (blocks[k] != NULL) {
+      char v = (char)(k * 7 + 1);
+      CHECK(blocks[k][0] == v && blocks[k][sizes[k] - 1] == v);
+      free(blocks[k]);
+    }
+    sizes[k] = lo + next_random() % (hi - lo + 1);
+    blocks[k] = malloc(sizes[k]);
+    CHECK(blocks[k] != NULL);
+    if (blocks[k] == NULL) return -1;
+    touch(blocks[k], sizes[k], (char)(k * 7 + 1));
+  }
+  long faults = minor_faults() - f0;
+  for (size_t k = 0; k < live; k++) free(blocks[k]);
+  free(blocks);
+  free(sizes);
+  return faults;
+}
+
+static bool keep_nothing; /* TESSERA_PURGE_DELAY=0: asked to keep nothing */
+
+static void churn_case(int c) {
+  size_t rss0 = th_rss_bytes();
+  long faults;
+  if (c == 0) {
+    faults = batch_faults(1000, 4096, 20, 200); /* 198,000 before */
+    if (!keep_nothing) CHECK_MSG(faults < 4000, "200 rounds of 1,000 blocks of 4 KiB took %ld page faults", faults);
+  } else if (c == 1) {
+    faults = batch_faults(10000, 200, 20, 200); /* 98,000 before */
+    if (!keep_nothing) CHECK_MSG(faults < 4000, "200 rounds of 10,000 blocks of 200 B took %ld page faults", faults);
+  } else {
+    faults = random_faults(100, 1024, 65536, 100000, 100000); /* 85,000 before */
+    if (!keep_nothing)
+      CHECK_MSG(faults < 10000, "100,000 random replacements in 100 blocks of 1-64 KiB took %ld page faults", faults);
+  }
+  if (getenv("CHURN_VERBOSE")) fprintf(stderr, "case %d: %ld faults, %zu KiB resident\n", c, faults, th_rss_bytes() / 1024);
+  /* Nothing is in use now: what a single-threaded program keeps is
+   * bounded: the allowance (2 MiB and the 4 MiB it learned) and the last
+   * page of each size class, kept for the next block of its size (medium
+   * pages are 512 KiB). */
+  size_t rss1 = th_rss_bytes();
+  CHECK_MSG(rss1 < rss0 + (16 << 20), "%zu KiB resident after the case, with nothing in use (%zu before)",
+            rss1 / 1024, rss0 / 1024);
+}
+
+int main(void) {
+  const char* delay = getenv("TESSERA_PURGE_DELAY");
+  keep_nothing = delay != NULL && atol(delay) == 0;
+  prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0); /* faults in 4 KiB pages only */
+  for (int c = 0; c < 3; c++) th_in_child(churn_case, c);
+  return th_done();
+}
