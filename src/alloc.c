@@ -36,7 +36,7 @@ void* _tess_malloc_generic(size_t size, bool zero) {
     return p;
   }
   if (size <= TESS_LARGE_MAX) {
-    p = _tess_arena_large_alloc(size);
+    p = _tess_arena_large_alloc(size, 0);
     if (p == NULL) return _tess_fail_enomem();
     if (zero) {
       tess_page_t* page = _tess_page_of(_tess_segment_of(p), p);
@@ -84,6 +84,19 @@ void* _tess_aligned_generic(size_t alignment, size_t size, bool zero) {
   }
   if (tess_unlikely(_tess_heap_get() == &_tess_heap_empty) && _tess_heap_init_thread() == NULL) {
     return _tess_fail_enomem();
+  }
+  /* Up to 2 MiB: a large block on an aligned slice of a segment, if both
+   * fit in one (a block of a few bytes takes the smallest large class). */
+  size_t want = size > TESS_MEDIUM_MAX ? size : TESS_MEDIUM_MAX + 1;
+  if (_tess_arena_large_aligned_fits(want, alignment)) {
+    void* p = _tess_arena_large_alloc(want, alignment);
+    if (p == NULL) return _tess_fail_enomem();
+    tess_assert(((uintptr_t)p & (alignment - 1)) == 0);
+    if (zero) {
+      tess_page_t* page = _tess_page_of(_tess_segment_of(p), p);
+      if (!page->is_zero) memset(p, 0, page->block_size);
+    }
+    return p;
   }
   void* p = _tess_huge_alloc(size, alignment, zero);
   return p != NULL ? p : _tess_fail_enomem();

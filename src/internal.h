@@ -332,7 +332,8 @@ tess_page_queue_t* _tess_page_queue_of(tess_heap_t* heap, tess_page_t* page);
 /* segment.c: the arena; huge.c: huge blocks */
 tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* is_zero);
 void _tess_arena_span_free(tess_page_t* page);
-void* _tess_arena_large_alloc(size_t size);
+void* _tess_arena_large_alloc(size_t size, size_t alignment); /* alignment: 0, or 128 KiB to 2 MiB */
+bool _tess_arena_large_aligned_fits(size_t size, size_t alignment);
 bool _tess_arena_large_resize(tess_page_t* page, size_t size);
 void* _tess_huge_alloc(size_t size, size_t alignment, bool zero);
 void _tess_huge_free(tess_segment_t* seg);
