@@ -480,9 +480,10 @@ static void note_reuse(size_t slices, size_t clean, bool large) {
 /* A free span that can give `slices` slices starting on a multiple of
  * `align` slices (its address then a multiple of align * 64 KiB, segments
  * being 4 MiB aligned), and in *at the last such start in it (carving from
- * the tail, as below).  Smallest spans first; NULL if none among the first
- * TESS_ALIGNED_SCAN looked at (a fresh segment then serves).  Under the
- * lock. */
+ * the tail, as below).  Any span of align + slices - 1 slices or more has
+ * one; shorter ones may, and up to TESS_ALIGNED_SCAN of them are looked
+ * at first, the smallest first.  NULL if none: a fresh segment serves.
+ * Under the lock. */
 #define TESS_ALIGNED_SCAN 64
 
 static size_t aligned_start(size_t head, size_t count, size_t slices, size_t align) {
@@ -490,20 +491,25 @@ static size_t aligned_start(size_t head, size_t count, size_t slices, size_t ali
 }
 
 static tess_page_t* find_aligned(size_t slices, size_t align, size_t* at) {
-  size_t looked = 0;
-  for (size_t n = slices; n <= TESS_SPAN_MAX; n++) {
+  size_t sure = align + slices - 1, looked = 0;
+  for (size_t n = slices; n < sure && looked < TESS_ALIGNED_SCAN; n++) {
     if ((arena.nonempty >> n & 1) == 0) continue;
-    for (tess_page_t* span = arena.bins[n]; span != NULL; span = span->next) {
-      if (++looked > TESS_ALIGNED_SCAN) return NULL;
+    for (tess_page_t* span = arena.bins[n]; span != NULL && looked < TESS_ALIGNED_SCAN; span = span->next) {
+      looked++;
       size_t head = span_index(_tess_segment_of(span), span);
       size_t a = aligned_start(head, n, slices, align);
-      if (a >= head && a >= 1) {
+      if (a >= head) {
         *at = a;
         return span;
       }
     }
   }
-  return NULL;
+  uint64_t fits = sure <= TESS_SPAN_MAX ? arena.nonempty & ~((1ULL << sure) - 1) : 0;
+  if (fits == 0) return NULL;
+  size_t n = (size_t)__builtin_ctzll(fits);
+  tess_page_t* span = arena.bins[n];
+  *at = aligned_start(span_index(_tess_segment_of(span), span), n, slices, align);
+  return span;
 }
 
 /* A span of `slices` slices for a page of `kind`, starting on a multiple of
