@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 #include <time.h>
@@ -1006,25 +1005,13 @@ static void test_trim_returns_memory(void) {
   }
 }
 
-/* A buffer rebuilt again and again by growing it with realloc (a vector
- * doubling, a file read into a growing buffer): after the first round the
- * allocator has the memory, and later rounds should not fault it all in
- * afresh.  tessera reuses a freed huge block whole; realloc used to cut it
- * down to the first huge size and grow it again into fresh pages (2,650
- * faults a round for 8 MB, glibc 36). */
-static long minor_faults(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_minflt;
-}
-
 /* Grow a buffer with realloc to `top` bytes (half as much again each
  * time, every byte written), free it, `rounds` times; the page faults of
  * each round in faults[]. */
 static void regrow_rounds(size_t top, int rounds, long* faults) {
   prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0); /* faults in 4 KiB pages only */
   for (int round = 0; round < rounds; round++) {
-    long f0 = minor_faults();
+    long f0 = th_minor_faults();
     char* v = NULL;
     size_t cap = 0, len = 0;
     while (len < top) {
@@ -1038,15 +1025,20 @@ static void regrow_rounds(size_t top, int rounds, long* faults) {
       len = cap;
     }
     A->free(v);
-    faults[round] = minor_faults() - f0;
+    faults[round] = th_minor_faults() - f0;
   }
   prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
 }
 
+/* A buffer rebuilt again and again by growing it with realloc (a vector
+ * doubling, a file read into a growing buffer): after the first round the
+ * allocator has the memory, and later rounds should not fault it all in
+ * afresh.  tessera reuses a freed huge block whole; realloc used to cut it
+ * down to the first huge size and grow it again into fresh pages (2,650
+ * faults a round for 8 MB, glibc 36). */
 static void test_regrow_reuses_pages(void) {
   long faults[6] = {0};
-  const char* delay = getenv("TESSERA_PURGE_DELAY");
-  bool check = !(expect_tessera && delay != NULL && atol(delay) == 0); /* asked to keep nothing */
+  bool check = !(expect_tessera && th_keep_nothing());
   /* 11 MiB: the huge block taken whole from the cache keeps its room. */
   size_t top = 11 * MiB;
   long pages = (long)(top / 4096);

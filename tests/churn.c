@@ -25,14 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <unistd.h>
-
-static long minor_faults(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_minflt;
-}
 
 /* Write one byte in each 4 KiB page of the block, and its last byte. */
 static void touch(char* p, size_t n, char v) {
@@ -56,7 +49,7 @@ static long batch_faults(size_t count, size_t size, int warm, int rounds) {
   if (blocks == NULL) return -1;
   long f0 = 0;
   for (int r = 0; r < warm + rounds; r++) {
-    if (r == warm) f0 = minor_faults();
+    if (r == warm) f0 = th_minor_faults();
     for (size_t i = 0; i < count; i++) {
       blocks[i] = malloc(size);
       CHECK(blocks[i] != NULL);
@@ -65,7 +58,7 @@ static long batch_faults(size_t count, size_t size, int warm, int rounds) {
     }
     for (size_t i = 0; i < count; i++) free(blocks[i]);
   }
-  long faults = minor_faults() - f0;
+  long faults = th_minor_faults() - f0;
   free(blocks);
   return faults;
 }
@@ -80,7 +73,7 @@ static long random_faults(size_t live, size_t lo, size_t hi, long warm, long ops
   if (blocks == NULL || sizes == NULL) return -1;
   long f0 = 0;
   for (long op = -(long)live; op < warm + ops; op++) {
-    if (op == warm) f0 = minor_faults();
+    if (op == warm) f0 = th_minor_faults();
     size_t k = op < 0 ? (size_t)(op + (long)live) : next_random() % live;
     if (blocks[k] != NULL) {
       char v = (char)(k * 7 + 1);
@@ -93,7 +86,7 @@ static long random_faults(size_t live, size_t lo, size_t hi, long warm, long ops
     if (blocks[k] == NULL) return -1;
     touch(blocks[k], sizes[k], (char)(k * 7 + 1));
   }
-  long faults = minor_faults() - f0;
+  long faults = th_minor_faults() - f0;
   for (size_t k = 0; k < live; k++) free(blocks[k]);
   free(blocks);
   free(sizes);
@@ -127,8 +120,7 @@ static void churn_case(int c) {
 }
 
 int main(void) {
-  const char* delay = getenv("TESSERA_PURGE_DELAY");
-  keep_nothing = delay != NULL && atol(delay) == 0;
+  keep_nothing = th_keep_nothing();
   prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0); /* faults in 4 KiB pages only */
   for (int c = 0; c < 3; c++) th_in_child(churn_case, c);
   return th_done();

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -187,6 +188,20 @@ static inline size_t th_vsize_bytes(void) {
   if (fscanf(f, "%lu", &size) != 1) size = 0;
   fclose(f);
   return size * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Minor page faults this process has taken so far. */
+static inline long th_minor_faults(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
+}
+
+/* Was tessera asked to keep no free memory (TESSERA_PURGE_DELAY=0)?  Tests
+ * of what it keeps for reuse then check nothing about faults. */
+static inline int th_keep_nothing(void) {
+  const char* delay = getenv("TESSERA_PURGE_DELAY");
+  return delay != NULL && atol(delay) == 0;
 }
 
 /* Run body(k) in a child forked now (before the case allocates, so that it

@@ -19,23 +19,16 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 static bool keep_nothing; /* TESSERA_PURGE_DELAY=0: asked to keep nothing */
-
-static long minor_faults(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_minflt;
-}
 
 /* Faults taken by `rounds` rounds of malloc, three writes and free, after
  * `warm` rounds to learn; the size of round i is sizes[i % nsizes]. */
 static long loop_faults(const size_t* sizes, int nsizes, int warm, int rounds) {
   long f0 = 0;
   for (int i = 0; i < warm + rounds; i++) {
-    if (i == warm) f0 = minor_faults();
+    if (i == warm) f0 = th_minor_faults();
     size_t n = sizes[i % nsizes];
     char* p = malloc(n);
     CHECK(p != NULL);
@@ -43,7 +36,7 @@ static long loop_faults(const size_t* sizes, int nsizes, int warm, int rounds) {
     p[0] = p[n / 2] = p[n - 1] = (char)i;
     free(p);
   }
-  return minor_faults() - f0;
+  return th_minor_faults() - f0;
 }
 
 /* Buffers of three sizes in turn: each takes the pages the last one left
@@ -79,8 +72,7 @@ static void loop_case(int k) {
 }
 
 int main(void) {
-  const char* delay = getenv("TESSERA_PURGE_DELAY");
-  keep_nothing = delay != NULL && atol(delay) == 0;
+  keep_nothing = th_keep_nothing();
   prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0); /* faults in 4 KiB pages only */
   for (int k = 0; k < 5; k++) th_in_child(loop_case, k);
   return th_done();
