@@ -400,8 +400,6 @@ void _tess_huge_free(tess_segment_t* seg) {
   huge_unmap(seg);
 }
 
-/* Unmap cached huge blocks that have waited out the delay (all with force);
- * twenty delays without the purger. */
 /* Unmap cached blocks, the oldest first, while `more` says so of the
  * oldest left (its freed_at) and the bytes already taken. */
 static void cache_unmap_oldest(bool (*more)(uint64_t freed_at, size_t taken, const void* arg), const void* arg) {
@@ -426,6 +424,8 @@ static bool expired(uint64_t freed_at, size_t taken, const void* arg) {
   return e->force || e->now - freed_at >= e->delay;
 }
 
+/* Unmap cached huge blocks that have waited out the delay (all with force);
+ * twenty delays without the purger. */
 void _tess_huge_cache_purge(bool force) {
   if (cache.count == 0) return; /* racy hint */
   /* Without the purger this runs only inside allocator calls, so the

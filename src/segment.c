@@ -478,19 +478,22 @@ static void note_reuse(size_t slices, size_t clean, bool large) {
 }
 
 /* A free span that can give `slices` slices starting on a multiple of
- * `align` slices (its address then a multiple of align * 64 KiB, segments
- * being 4 MiB aligned), and in *at the last such start in it (carving from
- * the tail, as below).  Any span of align + slices - 1 slices or more has
- * one; shorter ones may, and up to TESS_ALIGNED_SCAN of them are looked
- * at first, the smallest first.  NULL if none: a fresh segment serves.
- * Under the lock. */
+ * `align` slices (1: anywhere; otherwise its address is then a multiple of
+ * align * 64 KiB, segments being 4 MiB aligned), and in *at the last such
+ * start in it: spans are carved from the tail, since the head of a free
+ * span is often a block just freed (kept free longest, a second free of it
+ * is still caught) and the slices after a large block stay free for it to
+ * grow into.  Any span of align + slices - 1 slices or more has one, and
+ * the smallest such is taken from the bins' mask; with an alignment,
+ * shorter spans may have one too, and up to TESS_ALIGNED_SCAN of them are
+ * looked at first, the smallest first.  NULL if none.  Under the lock. */
 #define TESS_ALIGNED_SCAN 64
 
 static size_t aligned_start(size_t head, size_t count, size_t slices, size_t align) {
   return (head + count - slices) / align * align; /* below head if none fits */
 }
 
-static tess_page_t* find_aligned(size_t slices, size_t align, size_t* at) {
+static tess_page_t* find_span(size_t slices, size_t align, size_t* at) {
   size_t sure = align + slices - 1, looked = 0;
   for (size_t n = slices; n < sure && looked < TESS_ALIGNED_SCAN; n++) {
     if ((arena.nonempty >> n & 1) == 0) continue;
@@ -504,7 +507,7 @@ static tess_page_t* find_aligned(size_t slices, size_t align, size_t* at) {
       }
     }
   }
-  uint64_t fits = sure <= TESS_SPAN_MAX ? arena.nonempty & ~((1ULL << sure) - 1) : 0;
+  uint64_t fits = arena.nonempty & ~((1ULL << sure) - 1);
   if (fits == 0) return NULL;
   size_t n = (size_t)__builtin_ctzll(fits);
   tess_page_t* span = arena.bins[n];
@@ -522,32 +525,14 @@ static tess_page_t* span_alloc(size_t slices, size_t align, tess_page_kind_t kin
   tess_segment_t* fresh = NULL;
   for (;;) {
     _tess_lock(&arena.lock);
-    tess_page_t* span = NULL;
-    size_t idx = 0;
     if (fresh != NULL) {
       fresh->generation = arena.generation;
       _tess_segmap_set((uintptr_t)fresh, TESS_SEGMAP_NORMAL);
-      tess_page_t* whole = span_insert_free(fresh, 1, TESS_SPAN_MAX, 0);
-      if (align > 1) { /* made for this request: use it */
-        span = whole;
-        idx = aligned_start(1, TESS_SPAN_MAX, slices, align);
-      }
+      span_insert_free(fresh, 1, TESS_SPAN_MAX, 0);
       fresh = NULL;
     }
-    if (span == NULL && align == 1) {
-      uint64_t fits = arena.nonempty & ~((1ULL << slices) - 1);
-      if (fits != 0) {
-        size_t n = (size_t)__builtin_ctzll(fits);
-        span = arena.bins[n];
-        /* Carve from the tail: the head of a free span is often a block
-         * just freed (kept free longest, a second free of it is still
-         * caught) and the slices after a large block stay free for it to
-         * grow into. */
-        idx = span_index(_tess_segment_of(span), span) + n - slices;
-      }
-    } else if (span == NULL) {
-      span = find_aligned(slices, align, &idx);
-    }
+    size_t idx = 0;
+    tess_page_t* span = find_span(slices, align, &idx);
     if (span != NULL) {
       tess_segment_t* seg = _tess_segment_of(span);
       size_t head = span_index(seg, span), end = head + span->slice_count;
