@@ -37,6 +37,7 @@ static struct {
   uint8_t* meta_next;           /* bump allocation of heap structs  */
   uint8_t* meta_end;
   size_t count;                 /* heaps created                    */
+  _Atomic(size_t) active;       /* heaps that live threads hold      */
   _Atomic(tess_heap_t*) all;    /* every heap, newest first          */
 } heaps;
 
@@ -116,6 +117,7 @@ tess_heap_t* _tess_heap_init_thread(void) {
   if (heap == NULL) heap = heap_new();
   if (heap == NULL) return NULL;
   heap->state = TESS_HEAP_ACTIVE;
+  atomic_fetch_add_explicit(&heaps.active, 1, memory_order_relaxed);
   _tess_heap_tls = heap;
   _tess_heap_unpark_pages(heap); /* adopted: its pages serve again */
   /* May allocate (keys past the first 32): the heap is already in place. */
@@ -139,7 +141,9 @@ void _tess_heap_thread_done(void* arg) {
   size_t live = _tess_heap_in_use(heap, false);
   atomic_store_explicit(&heap->abandoned_live, live < UINT32_MAX ? (uint32_t)live : UINT32_MAX, memory_order_relaxed);
   atomic_store_explicit(&heap->abandoned_frees, 0, memory_order_relaxed);
+  atomic_store_explicit(&heap->abandoned_cleaned, 0, memory_order_relaxed);
   abandoned_push(heap, true);
+  atomic_fetch_sub_explicit(&heaps.active, 1, memory_order_relaxed);
   errno = saved;
 }
 
@@ -161,6 +165,13 @@ void _tess_heap_drain_remote(tess_heap_t* heap) {
   }
 }
 
+/* Clean an abandoned heap this thread has claimed (taken off the pool). */
+static void clean_claimed(tess_heap_t* heap) {
+  atomic_store_explicit(&heap->abandoned_cleaned, atomic_load_explicit(&heap->abandoned_frees, memory_order_relaxed),
+                        memory_order_relaxed);
+  _tess_heap_park_pages(heap);
+}
+
 /* Clean one abandoned heap: collect the remote frees of the pages that
  * received any (they are on its remote_pages) and give back the pages that
  * became empty.  Called before taking a fresh page, so
@@ -169,7 +180,7 @@ void _tess_heap_drain_remote(tess_heap_t* heap) {
 void _tess_heap_scavenge_abandoned(void) {
   tess_heap_t* heap = abandoned_pop(false);
   if (heap == NULL) return;
-  _tess_heap_park_pages(heap);
+  clean_claimed(heap);
   abandoned_push(heap, false);
 }
 
@@ -184,10 +195,16 @@ void _tess_heap_scavenge_abandoned(void) {
 void _tess_heap_note_abandoned_free(tess_heap_t* heap) {
   uint32_t n = atomic_fetch_add_explicit(&heap->abandoned_frees, 1, memory_order_relaxed) + 1;
   if (n % TESS_ABANDONED_FREES_PER_CLEAN != 0 && n != atomic_load_explicit(&heap->abandoned_live, memory_order_relaxed)) {
+    /* The first free since the last clean: if no more come, the purger
+     * cleans it (a block the program keeps means the count is never met). */
+    if (n == atomic_load_explicit(&heap->abandoned_cleaned, memory_order_relaxed) + 1) _tess_purger_notify();
     return;
   }
-  /* Claim it: take it off the pool if it is still there. */
-  if (atomic_exchange_explicit(&heaps.lock.held, 1, memory_order_acquire)) return;
+  /* Claim it: take it off the pool if it is still there.  The last free
+   * waits for the pool lock: skipping it would leave the heap's pages in
+   * use, with nothing to clean them until some thread takes a fresh page. */
+  if (n == atomic_load_explicit(&heap->abandoned_live, memory_order_relaxed)) _tess_lock(&heaps.lock);
+  else if (atomic_exchange_explicit(&heaps.lock.held, 1, memory_order_acquire)) return;
   tess_heap_t* prev = NULL;
   tess_heap_t* h = heaps.abandoned_first;
   while (h != NULL && h != heap) {
@@ -203,20 +220,39 @@ void _tess_heap_note_abandoned_free(tess_heap_t* heap) {
   }
   _tess_unlock(&heaps.lock);
   if (h == NULL) return; /* adopted or being cleaned by another thread */
-  _tess_heap_park_pages(h);
+  clean_claimed(h);
   abandoned_push(h, false);
 }
 
-/* Clean every abandoned heap once (trim). */
-void _tess_heap_scavenge_all(void) {
+/* Abandoned heaps that received frees since they were last cleaned. */
+static size_t abandoned_pending(void) {
+  size_t n = 0;
+  _tess_lock(&heaps.lock);
+  for (tess_heap_t* h = heaps.abandoned_first; h != NULL; h = h->next) {
+    n += atomic_load_explicit(&h->abandoned_frees, memory_order_relaxed) !=
+         atomic_load_explicit(&h->abandoned_cleaned, memory_order_relaxed);
+  }
+  _tess_unlock(&heaps.lock);
+  return n;
+}
+
+bool _tess_heap_abandoned_pending(void) { return abandoned_pending() != 0; }
+
+/* Clean every abandoned heap once (trim), or (`pending_only`, the purger)
+ * those that received frees since their last clean. */
+void _tess_heap_scavenge_all(bool pending_only) {
   _tess_lock(&heaps.lock);
   size_t n = heaps.abandoned_count;
   _tess_unlock(&heaps.lock);
+  if (pending_only && abandoned_pending() == 0) return;
   for (size_t i = 0; i < n; i++) {
     tess_heap_t* heap = abandoned_pop(true);
     if (heap == NULL) break;
-    _tess_heap_park_pages(heap);
-    abandoned_push(heap, false); /* to the back: each is cleaned once */
+    if (!pending_only || atomic_load_explicit(&heap->abandoned_frees, memory_order_relaxed) !=
+                             atomic_load_explicit(&heap->abandoned_cleaned, memory_order_relaxed)) {
+      clean_claimed(heap);
+    }
+    abandoned_push(heap, false); /* to the back: each is looked at once */
   }
 }
 
@@ -248,10 +284,16 @@ size_t _tess_heaps_bytes_in_use(void) {
 }
 
 void _tess_heap_fork_child(void) {
+  /* Only the forking thread lives on. */
+  atomic_store_explicit(&heaps.active, _tess_heap_tls != &_tess_heap_empty, memory_order_relaxed);
   if (!_tess_lock_is_held(&heaps.lock)) return;
   size_t count = heaps.count;
   memset(&heaps, 0, sizeof heaps);
   heaps.count = count;
+  atomic_store_explicit(&heaps.active, _tess_heap_tls != &_tess_heap_empty, memory_order_relaxed);
 }
 
 size_t _tess_heap_count(void) { return heaps.count; }
+
+/* Heaps that live threads hold. */
+size_t _tess_heap_active_count(void) { return atomic_load_explicit(&heaps.active, memory_order_relaxed); }

@@ -300,12 +300,14 @@ tess_heap_t* _tess_heap_init_thread(void);      /* give this thread a heap */
 void _tess_heap_thread_done(void* heap);        /* thread exit: abandon it */
 void _tess_heap_drain_remote(tess_heap_t* heap);
 void _tess_heap_scavenge_abandoned(void);       /* clean one abandoned heap */
-void _tess_heap_scavenge_all(void);             /* clean them all (trim) */
+void _tess_heap_scavenge_all(bool pending_only); /* clean them all (trim) */
+bool _tess_heap_abandoned_pending(void);        /* frees since their last clean */
 void _tess_heap_note_abandoned_free(tess_heap_t* heap);
 void _tess_heap_flush_remote(tess_heap_t* heap); /* free.c */
 void _tess_heap_drain_inbox(tess_heap_t* heap);  /* free.c */
 void _tess_heap_fork_child(void);
 size_t _tess_heap_count(void);
+size_t _tess_heap_active_count(void);
 size_t _tess_heaps_bytes_in_use(void);          /* mallinfo */
 size_t _tess_heap_in_use(tess_heap_t* heap, bool bytes); /* page.c, owner only */
 

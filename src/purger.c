@@ -13,6 +13,16 @@
  * would without tessera, at most a purge delay or two later.  It holds no
  * lock while sleeping and makes its system calls outside the arena lock
  * like every other purge.
+ * With nothing left to purge it still lingers for TESS_PURGER_LINGER_MS
+ * while some thread holds a heap: while it runs, freed memory waits out the
+ * purge delay, so a program that frees a generation and builds the next
+ * soon after (threads that allocate and exit, main freeing their blocks)
+ * reuses it instead of faulting it all in again.  Once no thread holds a
+ * heap (main ended with pthread_exit) it does not linger.
+ * It also cleans the abandoned heaps (of exited threads) that received
+ * frees since their last clean: their emptied pages go back to the arena
+ * even when the frees stop short of the count that has the freeing thread
+ * clean the heap (see _tess_heap_note_abandoned_free).
  *
  * It is only started in a process that already has threads of its own: a
  * single-threaded program may fork from a signal handler or unshare a user
@@ -25,6 +35,8 @@
 #include "internal.h"
 
 enum { PURGER_NONE = 0, PURGER_RUNNING, PURGER_OFF };
+
+#define TESS_PURGER_LINGER_MS 1000
 
 static _Atomic(int) purger_state;
 /* Bumped by every notice of new free memory: a purger about to end looks
@@ -42,9 +54,16 @@ bool _tess_purger_running(void) {
  * reads the state (all sequentially consistent): either this sees the
  * bump and carries on, or the notifier sees NONE and asks the next malloc
  * for another purger. */
-static bool purger_may_end(void) {
+static bool purger_may_end(uint64_t* idle_since) {
   uint32_t work = atomic_load(&purger_work);
-  if (_tess_arena_has_dirty() || _tess_huge_cache_nonempty()) return false;
+  if (_tess_arena_has_dirty() || _tess_huge_cache_nonempty() || _tess_heap_abandoned_pending()) {
+    *idle_since = 0;
+    return false;
+  }
+  /* Linger a while in case the program frees again soon (see the top). */
+  uint64_t now = _tess_prim_clock_ms();
+  if (*idle_since == 0) *idle_since = now;
+  if (now - *idle_since < TESS_PURGER_LINGER_MS && _tess_heap_active_count() > 0) return false;
   atomic_store(&purger_state, PURGER_NONE);
   if (atomic_load(&purger_work) == work) return true;
   int none = PURGER_NONE;
@@ -55,11 +74,13 @@ static bool purger_may_end(void) {
 static void* purger_main(void* arg) {
   (void)arg;
   _tess_prim_thread_name("tessera-purge");
+  uint64_t idle_since = 0;
   do {
     _tess_prim_sleep_ms((uint64_t)_tess_options.purge_delay_ms / 2 + 1);
+    _tess_heap_scavenge_all(true);
     _tess_arena_purge(false);
     _tess_huge_cache_purge(false);
-  } while (!purger_may_end());
+  } while (!purger_may_end(&idle_since));
   return NULL;
 }
 

@@ -109,7 +109,7 @@ int tess_trim(void) {
     _tess_heap_flush_remote(heap);
     _tess_heap_release_pages(heap, true);
   }
-  _tess_heap_scavenge_all();
+  _tess_heap_scavenge_all(false);
   _tess_arena_purge(true);
   _tess_huge_cache_purge(true);
   return atomic_load(&_tess_os.purged) + atomic_load(&_tess_os.munmap_calls) != before;

@@ -279,6 +279,7 @@ typedef struct tess_heap_s {
   struct tess_heap_s* next_all; /* every heap ever made (heaps are never freed) */
   _Atomic(uint32_t) abandoned_frees; /* frees into it while abandoned      */
   _Atomic(uint32_t) abandoned_live; /* blocks its pages held when abandoned */
+  _Atomic(uint32_t) abandoned_cleaned; /* abandoned_frees at its last clean */
   _Atomic(tess_block_t*) inbox; /* messages of blocks other threads freed
                                   into this heap's pages (see free.c)        */
   uint32_t remote_count;       /* chains in use in remote                     */

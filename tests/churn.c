@@ -1,5 +1,5 @@
-/* churn.c - a single-threaded program that keeps giving memory back and
- * taking it again, in small and medium blocks.
+/* churn.c - a program that keeps giving memory back and taking it again,
+ * in small and medium blocks.
  *
  * Without the background purger (a single-threaded program has none),
  * tessera gives free memory back at once once it passes a small allowance,
@@ -10,7 +10,12 @@
  *   faults a round), and 10,000 blocks of 200 B likewise (500);
  * - 100 blocks of 1-64 KiB, one replaced at random each time: emptied pages
  *   went back to the arena, and sparse medium pages had their free blocks
- *   trimmed, so about one fault an operation.
+ *   trimmed, so about one fault an operation;
+ * - threads that each make a generation of blocks and exit, main freeing
+ *   them: the purger, started by the second generation, had nothing left to
+ *   purge by its end and ended, so main's frees were purged inline and the
+ *   next generation faulted all of it in again.  It now lingers for a
+ *   while (see purger.c).
  * Checked: after rounds to learn, each takes few faults; and afterwards,
  * with everything freed, what stays resident is bounded.
  *
@@ -24,6 +29,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -93,7 +99,53 @@ static long random_faults(size_t live, size_t lo, size_t hi, long warm, long ops
   return faults;
 }
 
-static bool keep_nothing; /* TESSERA_PURGE_DELAY=0: asked to keep nothing */
+/* Generations made by threads: each round a new thread mallocs `count`
+ * blocks of lo..hi bytes, writes them and exits, and main checks and frees
+ * them.  The faults of the rounds after the first `warm`. */
+struct generation {
+  char** blocks;
+  size_t count, lo, hi;
+};
+
+static void* make_generation(void* arg) {
+  struct generation* g = arg;
+  for (size_t i = 0; i < g->count; i++) {
+    size_t size = g->lo + next_random() % (g->hi - g->lo + 1);
+    g->blocks[i] = malloc(size);
+    if (g->blocks[i] == NULL) return NULL;
+    touch(g->blocks[i], size, (char)i);
+    g->blocks[i][0] = (char)(size & 0x7f); /* the size, for main's check */
+    memcpy(g->blocks[i] + 1, &size, sizeof size);
+  }
+  return arg;
+}
+
+static long thread_generation_faults(size_t count, size_t lo, size_t hi, int warm, int rounds) {
+  struct generation g = {malloc(count * sizeof(char*)), count, lo, hi};
+  CHECK(g.blocks != NULL);
+  if (g.blocks == NULL) return -1;
+  long f0 = 0;
+  for (int r = 0; r < warm + rounds; r++) {
+    if (r == warm) f0 = th_minor_faults();
+    pthread_t t;
+    void* ok = NULL;
+    CHECK(pthread_create(&t, NULL, make_generation, &g) == 0);
+    CHECK(pthread_join(t, &ok) == 0 && ok == &g);
+    if (ok != &g) return -1;
+    for (size_t i = 0; i < count; i++) {
+      size_t size;
+      memcpy(&size, g.blocks[i] + 1, sizeof size);
+      CHECK(size >= lo && size <= hi && g.blocks[i][0] == (char)(size & 0x7f) && g.blocks[i][size - 1] == (char)i);
+      free(g.blocks[i]);
+    }
+  }
+  long faults = th_minor_faults() - f0;
+  free(g.blocks);
+  return faults;
+}
+
+static bool keep_nothing;   /* TESSERA_PURGE_DELAY=0: asked to keep nothing */
+static bool background_off; /* TESSERA_BACKGROUND=0: no purger thread */
 
 static void churn_case(int c) {
   size_t rss0 = th_rss_bytes();
@@ -104,10 +156,16 @@ static void churn_case(int c) {
   } else if (c == 1) {
     faults = batch_faults(10000, 200, 20, 200); /* 98,000 before */
     if (!keep_nothing) CHECK_MSG(faults < 4000, "200 rounds of 10,000 blocks of 200 B took %ld page faults", faults);
-  } else {
+  } else if (c == 2) {
     faults = random_faults(100, 1024, 65536, 100000, 100000); /* 85,000 before */
     if (!keep_nothing)
       CHECK_MSG(faults < 10000, "100,000 random replacements in 100 blocks of 1-64 KiB took %ld page faults", faults);
+  } else {
+    /* 64 MiB a generation, 16,000 pages: 131,000 faults before */
+    faults = thread_generation_faults(2000, 1024, 65536, 2, 8);
+    if (!keep_nothing && !background_off)
+      CHECK_MSG(faults < 32000, "8 generations of 2,000 blocks of 1-64 KiB made by threads took %ld page faults",
+                faults);
   }
   if (getenv("CHURN_VERBOSE")) fprintf(stderr, "case %d: %ld faults, %zu KiB resident\n", c, faults, th_rss_bytes() / 1024);
   /* Nothing is in use now: what a single-threaded program keeps is
@@ -115,6 +173,13 @@ static void churn_case(int c) {
    * page of each size class, kept for the next block of its size (medium
    * pages are 512 KiB). */
   size_t rss1 = th_rss_bytes();
+  /* A multi-threaded program has the purger: it gives the rest back once
+   * it has waited out the purge delay. */
+  for (int waited = 0; c == 3 && rss1 >= rss0 + (16 << 20) && waited < 5000; waited += 10) {
+    th_sleep_ms(10);
+    rss1 = th_rss_bytes();
+  }
+  if (getenv("CHURN_VERBOSE")) fprintf(stderr, "case %d: %zu KiB resident after waiting\n", c, rss1 / 1024);
   CHECK_MSG(rss1 < rss0 + (16 << 20), "%zu KiB resident after the case, with nothing in use (%zu before)",
             rss1 / 1024, rss0 / 1024);
 }
@@ -122,6 +187,8 @@ static void churn_case(int c) {
 int main(void) {
   keep_nothing = th_keep_nothing();
   prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0); /* faults in 4 KiB pages only */
-  for (int c = 0; c < 3; c++) th_in_child(churn_case, c);
+  const char* bg = getenv("TESSERA_BACKGROUND");
+  background_off = bg != NULL && bg[0] == '0';
+  for (int c = 0; c < 4; c++) th_in_child(churn_case, c);
   return th_done();
 }

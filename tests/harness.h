@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Counted with atomic adds: several tests check from many threads at once
@@ -195,6 +196,13 @@ static inline long th_minor_faults(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return ru.ru_minflt;
+}
+
+/* Sleep `ms` milliseconds, through signals. */
+static inline void th_sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
 }
 
 /* Was tessera asked to keep no free memory (TESSERA_PURGE_DELAY=0)?  Tests

@@ -39,12 +39,6 @@ static void at_exit_marker(void) {
   if (marker_fd >= 0 && write(marker_fd, "x", 1) != 1) _exit(3);
 }
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 /* Threads of this process named "tessera-purge". */
 static int purger_threads(void) {
   DIR* d = opendir("/proc/self/task");
@@ -89,7 +83,7 @@ static void become_multithreaded(void) {
 static bool wait_purgers(int want) {
   for (long waited = 0; purger_threads() != want; waited += 10) {
     if (waited >= DEADLINE_MS) return false;
-    sleep_ms(10);
+    th_sleep_ms(10);
   }
   return true;
 }
@@ -105,7 +99,7 @@ static void require_purger(void) {
 }
 
 static void* late_freer(void* arg) {
-  sleep_ms(100); /* main has ended by now */
+  th_sleep_ms(100); /* main has ended by now */
   for (int i = 0; i < 20; i++) make_free_memory();
   return arg;
 }
@@ -122,7 +116,7 @@ static void case_idle_at_end(void) {
   become_multithreaded();
   make_free_memory();
   require_purger();
-  sleep_ms(300);
+  th_sleep_ms(300);
   pthread_exit(NULL);
 }
 
@@ -184,7 +178,7 @@ static void run_case(const char* name, void (*fn)(void)) {
   long waited = 0;
   pid_t done;
   while ((done = waitpid(pid, &status, WNOHANG)) == 0 && waited < DEADLINE_MS) {
-    sleep_ms(10);
+    th_sleep_ms(10);
     waited += 10;
   }
   if (done == 0) {
