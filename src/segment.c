@@ -236,6 +236,17 @@ bool _tess_address_space_limited(void) {
  * purger runs) and nothing else may need the address space. */
 bool _tess_arena_frugal(void) { return !_tess_purger_running() || _tess_address_space_limited(); }
 
+#define TESS_REUSE_BOOST_MAX (((size_t)4 << 20) >> TESS_SLICE_SHIFT)
+#define TESS_CHURN_FACTOR 8
+#define TESS_CHURN_SHARE 4
+
+/* The most the allowance learns (see note_reuse): 4 MiB, or while the
+ * program churns a quarter of what is in use. */
+static size_t reuse_ceiling(size_t in_use_slices) {
+  size_t share = in_use_slices / TESS_CHURN_SHARE;
+  return share > TESS_REUSE_BOOST_MAX ? share : TESS_REUSE_BOOST_MAX;
+}
+
 static size_t dirty_max_slices(void) {
   /* Keep at most TESSERA_DIRTY_MAX MiB (but no more than 1/8 of what is in
    * use), plus a share of what is in use, of free memory unpurged: enough
@@ -252,7 +263,10 @@ static size_t dirty_max_slices(void) {
   size_t share = !_tess_arena_frugal() ? (recent > in_use ? recent : in_use) : _tess_purger_running() ? in_use / 16 : in_use / 64;
   size_t fixed = (size_t)_tess_options.dirty_max_mib << 20;
   if (fixed > in_use / 8) fixed = in_use / 8; /* a small program: a small allowance */
-  return ((fixed + share) >> TESS_SLICE_SHIFT) + arena.reuse_boost;
+  /* What was learned while churning is bounded by what is in use now, so
+   * a program that then frees most of its memory keeps little of it. */
+  size_t boost = arena.reuse_boost, most = reuse_ceiling(in_use >> TESS_SLICE_SHIFT);
+  return ((fixed + share) >> TESS_SLICE_SHIFT) + (boost < most ? boost : most);
 }
 
 /* Would `bytes` more of free memory go over the allowance, and so be
@@ -449,32 +463,39 @@ bool _tess_arena_has_dirty(void) { return arena.purge_first != NULL; /* racy rea
  *   buffers: each took the last one's pages and as many clean ones, and
  *   was purged whole when freed.
  * - for a page of small or medium blocks, only while the program churns:
- *   the cap gave back more than 16 times what is in use in the last second
+ *   the cap gave back more than 8 times what is in use in the last second
  *   or so (over_purged, halved every second).  A program that mallocs 1,000
  *   blocks of 4 KiB and frees them, again and again, faulted every page in
  *   every round (1,700 ns an operation against tcmalloc's 12); now 21 ns.
  *   Counting every page, as large blocks are counted, cost espresso a third
  *   more at its peak; it gives back 4 times what it uses in a second.
+ * While the program churns, the allowance may learn up to a quarter of
+ * what is in use, not just 4 MiB: 100 blocks of 64 KiB-1 MiB replaced at
+ * random (60 MB in use) took 129 us an operation, 20-60 times the peers,
+ * with 1.5 GB a second given back and faulted in again; now 13 us.  What
+ * it learned counts for no more than a quarter of what is in use now.
  * Called with the arena lock held. */
-#define TESS_REUSE_BOOST_MAX (((size_t)4 << 20) >> TESS_SLICE_SHIFT)
-#define TESS_CHURN_FACTOR 16
 
-static bool churning(void) {
-  size_t in_use = atomic_load_explicit(&_tess_os.pages_in_use_bytes, memory_order_relaxed) >> TESS_SLICE_SHIFT;
-  return arena.over_purged > TESS_CHURN_FACTOR * (in_use + 32);
+static size_t in_use_slices(void) {
+  return atomic_load_explicit(&_tess_os.pages_in_use_bytes, memory_order_relaxed) >> TESS_SLICE_SHIFT;
 }
+
+static bool churning(void) { return arena.over_purged > TESS_CHURN_FACTOR * (in_use_slices() + 32); }
 
 static void note_reuse(size_t slices, size_t clean, bool large) {
   if (arena.over_purge_at == 0 || !_tess_arena_frugal()) return;
   uint64_t now = _tess_prim_clock_ms();
   if (now - arena.over_purge_at >= 1000) {
     arena.over_purge_max = 0; /* that purge is old news */
-  } else if (large ? slices <= arena.over_purge_max : churning()) {
-    size_t most = large ? 2 * slices : TESS_REUSE_BOOST_MAX;
-    if (most < arena.reuse_boost) most = arena.reuse_boost;
-    if (most > TESS_REUSE_BOOST_MAX) most = TESS_REUSE_BOOST_MAX;
-    arena.reuse_boost = arena.reuse_boost + clean < most ? arena.reuse_boost + clean : most;
+    return;
   }
+  bool churn = churning();
+  if (!churn && !(large && slices <= arena.over_purge_max)) return;
+  size_t ceiling = churn ? reuse_ceiling(in_use_slices()) : TESS_REUSE_BOOST_MAX;
+  size_t most = churn ? ceiling : 2 * slices;
+  if (most < arena.reuse_boost) most = arena.reuse_boost;
+  if (most > ceiling) most = ceiling;
+  arena.reuse_boost = arena.reuse_boost + clean < most ? arena.reuse_boost + clean : most;
 }
 
 /* A free span that can give `slices` slices starting on a multiple of
