@@ -284,12 +284,12 @@ size_t _tess_heaps_bytes_in_use(void) {
 }
 
 void _tess_heap_fork_child(void) {
+  if (_tess_lock_is_held(&heaps.lock)) {
+    size_t count = heaps.count;
+    memset(&heaps, 0, sizeof heaps);
+    heaps.count = count;
+  }
   /* Only the forking thread lives on. */
-  atomic_store_explicit(&heaps.active, _tess_heap_tls != &_tess_heap_empty, memory_order_relaxed);
-  if (!_tess_lock_is_held(&heaps.lock)) return;
-  size_t count = heaps.count;
-  memset(&heaps, 0, sizeof heaps);
-  heaps.count = count;
   atomic_store_explicit(&heaps.active, _tess_heap_tls != &_tess_heap_empty, memory_order_relaxed);
 }
 
