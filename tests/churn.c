@@ -14,6 +14,9 @@
  * - 100 blocks of 64 KiB-1 MiB, one replaced at random each time: the
  *   allowance learned at most 4 MiB, and 1.5 GB a second were given back
  *   and faulted in again (62 faults an operation);
+ * - 1,000 blocks of 32-512 KiB (270 MB), one replaced at random each time:
+ *   the allowance was 1/64 of what is in use and at most 4 MiB learned;
+ *   12 faults an operation;
  * - threads that each make a generation of blocks and exit, main freeing
  *   them: the purger, started by the second generation, had nothing left to
  *   purge by its end and ended, so main's frees were purged inline and the
@@ -168,6 +171,11 @@ static void churn_case(int c) {
     if (!keep_nothing)
       CHECK_MSG(faults < 400000, "20,000 random replacements in 100 blocks of 64 KiB-1 MiB took %ld page faults",
                 faults);
+  } else if (c == 4) {
+    faults = random_faults(1000, 32768, 524288, 3000, 10000); /* 118,000 before */
+    if (!keep_nothing)
+      CHECK_MSG(faults < 20000, "10,000 random replacements in 1,000 blocks of 32-512 KiB took %ld page faults",
+                faults);
   } else {
     /* 64 MiB a generation, 16,000 pages: 131,000 faults before */
     faults = thread_generation_faults(2000, 1024, 65536, 2, 8);
@@ -183,7 +191,7 @@ static void churn_case(int c) {
   size_t rss1 = th_rss_bytes();
   /* A multi-threaded program has the purger: it gives the rest back once
    * it has waited out the purge delay. */
-  for (int waited = 0; c == 4 && rss1 >= rss0 + (16 << 20) && waited < 5000; waited += 10) {
+  for (int waited = 0; c == 5 && rss1 >= rss0 + (16 << 20) && waited < 5000; waited += 10) {
     th_sleep_ms(10);
     rss1 = th_rss_bytes();
   }
@@ -197,6 +205,6 @@ int main(void) {
   prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0); /* faults in 4 KiB pages only */
   const char* bg = getenv("TESSERA_BACKGROUND");
   background_off = bg != NULL && bg[0] == '0';
-  for (int c = 0; c < 5; c++) th_in_child(churn_case, c);
+  for (int c = 0; c < 6; c++) th_in_child(churn_case, c);
   return th_done();
 }
