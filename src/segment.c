@@ -244,7 +244,7 @@ bool _tess_arena_frugal(void) { return !_tess_purger_running() || _tess_address_
  * random (270 MB in use) took 12 faults and 23-28 us an operation, 15
  * times tcmalloc's time, with 2 GB a second given back and faulted in
  * again; now 0.5 faults and 2.2-2.7 us, peak RSS 321 -> 341 MB (tcmalloc
- * 366).  A flat eighth, for any size, cost espresso (5 MB) a third more
+ * 364).  A flat eighth, for any size, cost espresso (5 MB) a third more
  * at its peak.  What stays when such a program stops calling grows by as
  * much: the suite's idle holds 128.5 MiB after its burst, not 125.4 (its
  * target 130.2); a sixteenth past 64 MiB gave 126.9 but kept 5.1 us an
