@@ -12,7 +12,8 @@
  *     of which 15 are the always-on checks (the segment map's bound and
  *     lookup, the block-boundary multiply-compare, the seal) that let a bad
  *     free be reported instead of corrupting the heap, and 2 write the
- *     seal.
+ *     seal; 3 more when the block was its page's last and the page is the
+ *     only one of its class (kept: a malloc/free loop empties it each time).
  * Each has one branch to its slow path for everything else.
  */
 #ifndef TESS_ALLOC_INLINE_H
@@ -84,7 +85,10 @@ static TESS_ALWAYS_INLINE void _tess_free_inline_sized(void* p, size_t size, con
                       !_tess_maybe_double_free(page, b) && size <= page->block_size)) {
         _tess_block_push(page, &page->local_free, b);
         if (tess_likely(--page->used != 0)) return;
-        _tess_page_retire((tess_heap_t*)page->heap, page); /* == this heap */
+        /* Empty: kept if alone in its queue (_tess_page_retire; a page
+         * whose heap word matched is not on the full list). */
+        if (_tess_page_alone(page)) return;
+        _tess_page_retire_queued((tess_heap_t*)page->heap, page); /* == this heap */
         return;
       }
       if (size > page->block_size) _tess_free_sized_checked(p, size, call);

@@ -319,8 +319,11 @@ bool _tess_page_retire_queued(tess_heap_t* heap, tess_page_t* page);
 /* A page's last block came back: keep the page or give it back to the arena
  * (false: given back).  The commonest case, a page alone in its queue (a
  * malloc/free loop that empties it every time), is decided inline. */
+static inline bool _tess_page_alone(const tess_page_t* page) {
+  return ((uintptr_t)page->prev | (uintptr_t)page->next) == 0; /* one load, one or */
+}
 static inline bool _tess_page_retire(tess_heap_t* heap, tess_page_t* page) {
-  if (page->prev == NULL && page->next == NULL && !page->in_full) return true;
+  if (_tess_page_alone(page) && !page->in_full) return true;
   return _tess_page_retire_queued(heap, page);
 }
 void _tess_page_free_block(tess_heap_t* heap, tess_page_t* page, tess_block_t* b); /* owner's slow-path free */
