@@ -133,6 +133,7 @@ void _tess_heap_thread_done(void* arg) {
   tess_heap_t* heap = (tess_heap_t*)arg;
   if (heap == NULL || heap == &_tess_heap_empty) return;
   int saved = errno;
+  _tess_heap_flush_foreign(heap);
   _tess_heap_flush_remote(heap);
   if (_tess_heap_tls == heap) _tess_heap_tls = &_tess_heap_empty;
   _tess_heap_park_pages(heap);

@@ -303,7 +303,9 @@ void _tess_heap_scavenge_abandoned(void);       /* clean one abandoned heap */
 void _tess_heap_scavenge_all(bool pending_only); /* clean them all (trim) */
 bool _tess_heap_abandoned_pending(void);        /* frees since their last clean */
 void _tess_heap_note_abandoned_free(tess_heap_t* heap);
-void _tess_heap_flush_remote(tess_heap_t* heap); /* free.c */
+void _tess_heap_flush_remote(tess_heap_t* heap);  /* free.c */
+void _tess_heap_flush_foreign(tess_heap_t* heap); /* free.c: kept blocks home */
+void* _tess_heap_foreign_take(tess_heap_t* heap, size_t bin); /* free.c */
 void _tess_heap_drain_inbox(tess_heap_t* heap);  /* free.c */
 void _tess_heap_fork_child(void);
 size_t _tess_heap_count(void);

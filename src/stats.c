@@ -106,6 +106,7 @@ int tess_trim(void) {
   size_t before = atomic_load(&_tess_os.purged) + atomic_load(&_tess_os.munmap_calls);
   tess_heap_t* heap = _tess_heap_get();
   if (heap != &_tess_heap_empty) {
+    _tess_heap_flush_foreign(heap);
     _tess_heap_flush_remote(heap);
     _tess_heap_release_pages(heap, true);
   }

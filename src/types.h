@@ -282,6 +282,7 @@ typedef struct tess_heap_s {
   _Atomic(uint32_t) abandoned_cleaned; /* abandoned_frees at its last clean */
   _Atomic(tess_block_t*) inbox; /* messages of blocks other threads freed
                                   into this heap's pages (see free.c)        */
+  _Atomic(uint32_t) inbox_pending; /* blocks sent to inbox, not yet drained    */
   uint32_t remote_count;       /* chains in use in remote                     */
   uint32_t remote_blocks;      /* blocks in them                              */
   tess_remote_chain_t remote[TESS_REMOTE_CHAINS]; /* this thread's frees into
@@ -296,6 +297,9 @@ typedef struct tess_heap_s {
     tess_page_t* page;
     size_t bytes;
   } trim[TESS_TRIM_PENDING];
+  uint32_t foreign_count;      /* blocks of lagging heaps kept for reuse,     */
+  size_t foreign_bytes;        /*   their bytes, and a list per class (see    */
+  tess_block_t* foreign[TESS_BIN_MEDIUM_LAST + 1]; /* foreign_keep, free.c) */
 } tess_heap_t;
 
 #endif /* TESS_TYPES_H */

@@ -468,6 +468,50 @@ static void c_double_free_other_thread_exited(void) {
   pthread_join(t, NULL);
   for (int i = 0; i < 100000; i++) (void)v_malloc(96);
 }
+/* Blocks of a heap whose thread has stopped calling (it waits on a barrier
+ * after allocating them) are kept for reuse by the thread that frees them,
+ * once more than 512 wait for their owner (free.c, foreign_keep): the last
+ * of these 1,000 is kept, not sent. */
+#define LAG_BLOCKS 1000
+static void* lag_blocks[LAG_BLOCKS];
+static pthread_barrier_t lag_barrier;
+static void* lag_owner(void* arg) {
+  for (int i = 0; i < LAG_BLOCKS; i++) lag_blocks[i] = v_malloc(64);
+  pthread_barrier_wait(&lag_barrier); /* allocated */
+  pthread_barrier_wait(&lag_barrier); /* then take the frees sent here */
+  tess_trim();
+  pthread_barrier_wait(&lag_barrier);
+  pause(); /* the process ends on the report */
+  return arg;
+}
+static void lag_start(void) {
+  pthread_barrier_init(&lag_barrier, NULL, 2);
+  pthread_t t;
+  pthread_create(&t, NULL, lag_owner, NULL);
+  pthread_barrier_wait(&lag_barrier);
+  (void)v_malloc(64); /* this thread allocates the class too */
+  for (int i = 0; i < LAG_BLOCKS; i++) v_free(lag_blocks[i]);
+}
+/* A kept block freed again by the thread that keeps it. */
+static void c_double_free_kept(void) {
+  lag_start();
+  announce(lag_blocks[LAG_BLOCKS - 1]);
+  v_free(lag_blocks[LAG_BLOCKS - 1]);
+}
+/* A kept block freed again by another thread (sent home as suspect, and
+ * taken by its owner, which finds it on no list): the keeper finds its
+ * seal gone when it sends its kept blocks home. */
+static void c_double_free_kept_other_thread(void) {
+  lag_start();
+  void* p = lag_blocks[LAG_BLOCKS - 1];
+  announce(p);
+  pthread_t t;
+  pthread_create(&t, NULL, free_it, p);
+  pthread_join(t, NULL);
+  pthread_barrier_wait(&lag_barrier);
+  pthread_barrier_wait(&lag_barrier);
+  tess_trim();
+}
 static void c_usable_size_after_free(void) {
   char* keep = v_malloc(64);
   void* p = v_malloc(64);
@@ -536,6 +580,9 @@ static const misuse_case_t cases[] = {
      "double free (detected later; one free came from another thread)", 0},
     {"double free, the second from a thread that exited, then malloc", c_double_free_other_thread_exited, "free",
      "double free (detected later; one free came from another thread)", 0},
+    {"double free of a block kept from a lagging heap", c_double_free_kept, "free", "double free", 0},
+    {"double free of a kept block, the second from another thread", c_double_free_kept_other_thread, "free",
+     "double free", 0},
     {"malloc_usable_size of a freed block (small)", c_usable_size_after_free, "malloc_usable_size",
      "the memory is free", 0},
     {"realloc of a stack address", c_realloc_stack, "realloc", "invalid pointer", 0},
