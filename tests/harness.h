@@ -213,9 +213,9 @@ static inline int th_keep_nothing(void) {
 }
 
 /* Run body(k) in a child forked now (before the case allocates, so that it
- * starts from what the parent has, and nothing another case learned).  The
- * child's failures are printed there and fail the case here. */
-static inline void th_in_child(void (*body)(int), int k) {
+ * starts from what the parent has, and nothing another case learned); its
+ * wait status.  The child's failures are printed there. */
+static inline int th_child_status(void (*body)(int), int k) {
   fflush(stderr);
   pid_t pid = fork();
   CHECK(pid >= 0);
@@ -226,6 +226,12 @@ static inline void th_in_child(void (*body)(int), int k) {
   }
   int status = 0;
   CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+  return status;
+}
+
+/* As th_child_status, and the child's failures fail the case here. */
+static inline void th_in_child(void (*body)(int), int k) {
+  int status = th_child_status(body, k);
   CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "case %d failed (status %#x)", k, status);
 }
 
