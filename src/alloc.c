@@ -15,9 +15,20 @@ void* _tess_fail_enomem(void) {
  * whole chunk (a program may take malloc_usable_size as zeroed room, and
  * the bytes past the request would otherwise show a freed block's data,
  * or the free-list link its first words held). */
+/* A malloc on a thread past its exit (see heap.c): from a heap lent for
+ * the call. */
+static TESS_NOINLINE void* malloc_after_exit(size_t size, bool zero, size_t alignment) {
+  tess_heap_t* heap = _tess_heap_lend();
+  if (heap == NULL) return _tess_fail_enomem();
+  void* p = alignment == 0 ? _tess_malloc_generic(size, zero) : _tess_aligned_generic(alignment, size, zero);
+  _tess_heap_return(heap); /* keeps errno */
+  return p;
+}
+
 void* _tess_malloc_generic(size_t size, bool zero) {
   tess_heap_t* heap = _tess_heap_get();
   if (tess_unlikely(heap == &_tess_heap_empty)) {
+    if (_tess_heap_thread_exited()) return malloc_after_exit(size, zero, 0);
     heap = _tess_heap_init_thread();
     if (heap == NULL) return _tess_fail_enomem();
   }
@@ -82,8 +93,9 @@ void* _tess_aligned_generic(size_t alignment, size_t size, bool zero) {
       }
     }
   }
-  if (tess_unlikely(_tess_heap_get() == &_tess_heap_empty) && _tess_heap_init_thread() == NULL) {
-    return _tess_fail_enomem();
+  if (tess_unlikely(_tess_heap_get() == &_tess_heap_empty)) {
+    if (_tess_heap_thread_exited()) return malloc_after_exit(size, zero, alignment);
+    if (_tess_heap_init_thread() == NULL) return _tess_fail_enomem();
   }
   /* Up to 2 MiB: a large block on an aligned slice of a segment, if both
    * fit in one (a block of a few bytes takes the smallest large class). */

@@ -254,7 +254,8 @@ static TESS_NOINLINE void free_remote_slow(tess_page_t* page, tess_block_t* b, c
   tess_heap_t* heap = _tess_heap_get();
   if (heap == &_tess_heap_empty) {
     int saved = errno;
-    heap = _tess_heap_init_thread();
+    /* A thread past its exit takes no heap again (see heap.c). */
+    heap = _tess_heap_thread_exited() ? NULL : _tess_heap_init_thread();
     errno = saved;
     if (heap == NULL) {
       push_remote(page, b, b, 1); /* it joins the page's xthread list */

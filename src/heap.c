@@ -17,6 +17,16 @@
 
 __thread tess_heap_t* _tess_heap_tls __attribute__((tls_model("initial-exec"))) = &_tess_heap_empty;
 
+/* Set when this thread's heap was given back at its exit.  What runs after
+ * that (later pthread key destructors, glibc's own clean-up of per-thread
+ * buffers such as strerror's and dlerror's, which frees after every
+ * destructor round is over) must not leave a heap attached to the thread:
+ * nothing would give it back again, and every such thread would leak one
+ * heap and the blocks other threads free into its pages. */
+static __thread bool thread_exited __attribute__((tls_model("initial-exec")));
+
+bool _tess_heap_thread_exited(void) { return thread_exited; }
+
 /* Every direct slot of the empty heap points at the empty page, whose free
  * list is always NULL: the fast path's one test sends the first malloc of a
  * thread to the slow path. */
@@ -108,7 +118,9 @@ static void abandoned_push(tess_heap_t* heap, bool at_front) {
 }
 
 /* Give the calling thread a heap: an abandoned one if any, else a new one.
- * Returns NULL only when the OS has no memory for a new one. */
+ * Returns NULL only when the OS has no memory for a new one.  On a thread
+ * past its exit (thread_exited) the heap is not registered for the thread's
+ * exit: the caller gives it back itself (_tess_heap_lend, _tess_heap_return). */
 tess_heap_t* _tess_heap_init_thread(void) {
   if (tess_unlikely(atomic_load_explicit(&_tess_init_state, memory_order_acquire) != 2)) _tess_process_init();
   tess_heap_t* heap = _tess_heap_tls;
@@ -121,21 +133,33 @@ tess_heap_t* _tess_heap_init_thread(void) {
   _tess_heap_tls = heap;
   _tess_heap_unpark_pages(heap); /* adopted: its pages serve again */
   /* May allocate (keys past the first 32): the heap is already in place. */
-  _tess_prim_thread_set(heap);
+  if (!thread_exited) _tess_prim_thread_set(heap);
   _tess_heap_drain_remote(heap);
   return heap;
 }
 
+/* A thread past its exit that must allocate borrows a heap for the one
+ * call (its caller then calls _tess_heap_return).  NULL without memory. */
+tess_heap_t* _tess_heap_lend(void) {
+  tess_assert(thread_exited && _tess_heap_tls == &_tess_heap_empty);
+  return _tess_heap_init_thread();
+}
+
+void _tess_heap_return(tess_heap_t* heap) { _tess_heap_thread_done(heap); }
+
 /* Thread exit (pthread key destructor): return what can be returned and put
- * the heap on the abandoned pool.  A later malloc on this thread (from a
- * later destructor) gets a heap again and sets the key again. */
+ * the heap on the abandoned pool.  From then on the thread frees without a
+ * heap, into the pages' lists of other threads' frees, and a malloc borrows
+ * a heap for the call (_tess_heap_lend). */
 void _tess_heap_thread_done(void* arg) {
   tess_heap_t* heap = (tess_heap_t*)arg;
-  if (heap == NULL || heap == &_tess_heap_empty) return;
+  /* Only the thread's own heap: a value left from before is not ours. */
+  if (heap == NULL || heap == &_tess_heap_empty || heap != _tess_heap_tls) return;
   int saved = errno;
+  thread_exited = true;
   _tess_heap_flush_foreign(heap);
   _tess_heap_flush_remote(heap);
-  if (_tess_heap_tls == heap) _tess_heap_tls = &_tess_heap_empty;
+  _tess_heap_tls = &_tess_heap_empty;
   _tess_heap_park_pages(heap);
   /* Counted from here (abandoned_push publishes both): when as many frees
    * have come as it held blocks, the heap is cleaned at once. */

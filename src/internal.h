@@ -298,6 +298,9 @@ static inline tess_heap_t* _tess_heap_get(void) { return _tess_heap_tls; }
 /* heap.c */
 tess_heap_t* _tess_heap_init_thread(void);      /* give this thread a heap */
 void _tess_heap_thread_done(void* heap);        /* thread exit: abandon it */
+bool _tess_heap_thread_exited(void);            /* this thread's heap was given back at its exit */
+tess_heap_t* _tess_heap_lend(void);             /* after exit: a heap for one call, */
+void _tess_heap_return(tess_heap_t* heap);      /*   given back after it          */
 void _tess_heap_drain_remote(tess_heap_t* heap);
 void _tess_heap_scavenge_abandoned(void);       /* clean one abandoned heap */
 void _tess_heap_scavenge_all(bool pending_only); /* clean them all (trim) */
