@@ -258,7 +258,13 @@ static TESS_NOINLINE void free_remote_slow(tess_page_t* page, tess_block_t* b, c
     heap = _tess_heap_thread_exited() ? NULL : _tess_heap_init_thread();
     errno = saved;
     if (heap == NULL) {
-      push_remote(page, b, b, 1); /* it joins the page's xthread list */
+      if (_tess_maybe_double_free(page, b)) {
+        /* Sealed: only its owner can tell whether it is free already. */
+        _tess_block_link_as(page, b, NULL, TESS_SEAL_SUSPECT);
+        send_message(_tess_page_owner(page), b, b, 1);
+      } else {
+        push_remote(page, b, b, 1); /* it joins the page's xthread list */
+      }
       return;
     }
   }

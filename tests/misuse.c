@@ -468,6 +468,34 @@ static void c_double_free_other_thread_exited(void) {
   pthread_join(t, NULL);
   for (int i = 0; i < 100000; i++) (void)v_malloc(96);
 }
+/* The same, the second free made by a thread past its exit: in the last
+ * round of pthread key destructors, after tessera's own ran, when the
+ * thread has no heap (its free goes to the owner as a suspect, which finds
+ * the block on its list). */
+static pthread_key_t late_key;
+static void* late_victim;
+static void late_double_free(void* v) {
+  if ((uintptr_t)v < 4) { /* re-armed: glibc runs up to 4 rounds */
+    pthread_setspecific(late_key, (void*)((uintptr_t)v + 1));
+    return;
+  }
+  v_free(late_victim);
+}
+static void* arm_late_key(void* a) {
+  v_free(v_malloc(96)); /* the thread has a heap, given back at its exit */
+  pthread_setspecific(late_key, (void*)1);
+  return a;
+}
+static void c_double_free_after_thread_exit(void) {
+  late_victim = v_malloc(96);
+  v_free(late_victim);
+  announce(late_victim);
+  pthread_key_create(&late_key, late_double_free);
+  pthread_t t;
+  pthread_create(&t, NULL, arm_late_key, NULL);
+  pthread_join(t, NULL);
+  for (int i = 0; i < 100000; i++) (void)v_malloc(96);
+}
 /* Blocks of a heap whose thread has stopped calling (it waits on a barrier
  * after allocating them) are kept for reuse by the thread that frees them,
  * once more than 512 wait for their owner (free.c, foreign_keep): the last
@@ -578,6 +606,8 @@ static const misuse_case_t cases[] = {
      "overwritten", 0},
     {"double free, the second from a thread still alive, then malloc", c_double_free_other_thread_second, "malloc",
      "double free (detected later; one free came from another thread)", 0},
+    {"double free by a thread past its exit (last key destructor round)", c_double_free_after_thread_exit,
+     "malloc|free", "double free", 0},
     {"double free, the second from a thread that exited, then malloc", c_double_free_other_thread_exited, "free",
      "double free (detected later; one free came from another thread)", 0},
     {"double free of a block kept from a lagging heap", c_double_free_kept, "free", "double free", 0},
