@@ -50,6 +50,7 @@ static struct {
   size_t bytes;
   tess_segment_t* seg[TESS_HUGE_CACHE_SLOTS]; /* oldest first */
   uint64_t freed_at[TESS_HUGE_CACHE_SLOTS];
+  _Atomic(uint64_t) expired_at; /* last unmapping of one for its age */
 } cache;
 
 static size_t huge_total(size_t offset, size_t size) {
@@ -299,6 +300,11 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
   tess_segment_t* seg = _tess_os_map_aligned(total, align, &base, &mapped);
   if (seg == NULL && _tess_release_all()) seg = _tess_os_map_aligned(total, align, &base, &mapped);
   if (seg == NULL) return NULL;
+  /* Mapped anew soon after the cache gave one back for its age: the purge
+   * delay may be too short for this program (see _tess_purge_delay). */
+  if (_tess_prim_clock_ms() - atomic_load_explicit(&cache.expired_at, memory_order_relaxed) < 1000) {
+    _tess_arena_note_refault(mapped);
+  }
   /* Advise before the header is written, or its 2 MiB would be small pages.
    * Writing the header makes that first huge page resident at once, used or
    * not, so a block spanning fewer than two (barnes' 3 MiB cell pool, with
@@ -401,9 +407,9 @@ void _tess_huge_free(tess_segment_t* seg) {
 }
 
 /* Unmap cached blocks, the oldest first, while `more` says so of the
- * oldest left (its freed_at) and the bytes already taken. */
-static void cache_unmap_oldest(bool (*more)(uint64_t freed_at, size_t taken, const void* arg), const void* arg) {
-  if (cache.count == 0) return; /* racy hint */
+ * oldest left (its freed_at) and the bytes already taken; how many. */
+static size_t cache_unmap_oldest(bool (*more)(uint64_t freed_at, size_t taken, const void* arg), const void* arg) {
+  if (cache.count == 0) return 0; /* racy hint */
   tess_segment_t* out[TESS_HUGE_CACHE_SLOTS];
   size_t n = 0, taken = 0;
   _tess_lock(&cache.lock);
@@ -414,6 +420,7 @@ static void cache_unmap_oldest(bool (*more)(uint64_t freed_at, size_t taken, con
   }
   _tess_unlock(&cache.lock);
   for (size_t i = 0; i < n; i++) huge_unmap(out[i]);
+  return n;
 }
 
 typedef struct { bool force; uint64_t now, delay; } expiry_t;
@@ -434,8 +441,8 @@ void _tess_huge_cache_purge(bool force) {
    * buffers it was about to reuse (python3: 97,000 page faults -> 59,000
    * with twenty delays, 1 s by default). */
   expiry_t e = {force, _tess_prim_clock_ms(),
-                (uint64_t)_tess_options.purge_delay_ms * (_tess_purger_running() ? 1 : 20)};
-  cache_unmap_oldest(expired, &e);
+                _tess_purge_delay() * (_tess_purger_running() ? 1 : 20)};
+  if (cache_unmap_oldest(expired, &e) > 0 && !force) atomic_store_explicit(&cache.expired_at, e.now, memory_order_relaxed);
 }
 
 static bool short_of(uint64_t freed_at, size_t taken, const void* arg) {
@@ -450,7 +457,7 @@ static bool short_of(uint64_t freed_at, size_t taken, const void* arg) {
  * cached when it went on to build its small nodes peaked at 22.5 MB
  * against glibc's 13.5; now 17.  A program cycling big buffers maps no
  * segment between them, and keeps its cache. */
-void _tess_huge_cache_release(size_t bytes) { cache_unmap_oldest(short_of, &bytes); }
+void _tess_huge_cache_release(size_t bytes) { (void)cache_unmap_oldest(short_of, &bytes); }
 
 bool _tess_huge_cache_nonempty(void) { return cache.count != 0; }
 

@@ -76,7 +76,7 @@ static void* purger_main(void* arg) {
   _tess_prim_thread_name("tessera-purge");
   uint64_t idle_since = 0;
   do {
-    _tess_prim_sleep_ms((uint64_t)_tess_options.purge_delay_ms / 2 + 1);
+    _tess_prim_sleep_ms(_tess_purge_delay() / 2 + 1);
     _tess_heap_scavenge_all(true);
     _tess_arena_purge(false);
     _tess_huge_cache_purge(false);

@@ -42,6 +42,9 @@ static struct {
   size_t reuse_boost;                        /* slices added to the allowance   */
   size_t over_purged;                        /* frugal: slices purged over the cap,
                                                 halved every second (churning) */
+  size_t refaulted;                          /* slices purged by the delay and taken
+                                                again within a second, this second */
+  uint32_t delay_shift;                      /* the delay is 2^this times the option */
 } arena;
 
 /* Slices [from, to) of seg became free and touched at `now`.  Under the lock. */
@@ -160,11 +163,20 @@ static tess_page_t* span_insert_free(tess_segment_t* seg, size_t idx, size_t cou
  * free-and-dirty.  Returns how many were dirty (already resident).  Under
  * the lock. */
 static size_t slices_take(tess_segment_t* seg, size_t idx, size_t count) {
-  size_t dirty = 0;
+  size_t dirty = 0, purged = 0;
+  uint32_t now = 0;
   for (size_t i = idx; i < idx + count; i++) {
-    if (seg->slices[i].dirty) dirty++;
-    seg->slices[i].dirty = 0;
+    tess_page_t* s = &seg->slices[i];
+    if (s->dirty) {
+      dirty++;
+    } else if (s->dirty_at != 0) { /* purged by the delay at dirty_at */
+      if (now == 0) now = (uint32_t)_tess_prim_clock_ms();
+      if (now - s->dirty_at < 1000) purged++;
+    }
+    s->dirty = 0;
+    s->dirty_at = 0;
   }
+  arena.refaulted += purged;
   seg->dirty_slices -= (uint32_t)dirty;
   arena.dirty_slices -= dirty;
   if (seg->dirty_slices == 0) purge_list_remove(seg);
@@ -290,6 +302,30 @@ bool _tess_arena_over_allowance(size_t bytes) {
   return arena.dirty_slices + slices > dirty_max_slices();
 }
 
+static size_t in_use_slices(void) {
+  return atomic_load_explicit(&_tess_os.pages_in_use_bytes, memory_order_relaxed) >> TESS_SLICE_SHIFT;
+}
+
+/* The purge delay in force (see _tess_delay_shift_next). */
+uint64_t _tess_purge_delay(void) {
+  return _tess_delay_of((uint64_t)_tess_options.purge_delay_ms, __atomic_load_n(&arena.delay_shift, __ATOMIC_RELAXED));
+}
+
+static _Atomic(size_t) huge_refaulted; /* slices: huge blocks mapped anew, cache expired */
+
+void _tess_arena_note_refault(size_t bytes) {
+  atomic_fetch_add_explicit(&huge_refaulted, bytes >> TESS_SLICE_SHIFT, memory_order_relaxed);
+}
+
+/* Once a second, under the lock. */
+static void adapt_delay(void) {
+  size_t huge = atomic_load_explicit(&_tess_os.huge_bytes, memory_order_relaxed) >> TESS_SLICE_SHIFT;
+  arena.refaulted += atomic_exchange_explicit(&huge_refaulted, 0, memory_order_relaxed);
+  __atomic_store_n(&arena.delay_shift, _tess_delay_shift_next(arena.delay_shift, arena.refaulted, in_use_slices() + huge),
+                   __ATOMIC_RELAXED);
+  arena.refaulted = 0;
+}
+
 #define TESS_PURGE_BATCH 64
 
 static bool slice_purgeable(const tess_page_t* s, bool all, uint32_t now, uint32_t delay) {
@@ -313,9 +349,10 @@ void _tess_arena_purge(bool force) {
                             memory_order_relaxed);
       arena.reuse_boost /= 2;
       arena.over_purged /= 2;
+      adapt_delay();
     }
     size_t excess = _tess_purge_excess(arena.dirty_slices, dirty_max_slices());
-    uint32_t delay = (uint32_t)_tess_options.purge_delay_ms;
+    uint32_t delay = (uint32_t)_tess_purge_delay();
     tess_segment_t* next_seg;
     for (tess_segment_t* seg = arena.purge_first; seg != NULL && n < TESS_PURGE_BATCH; seg = next_seg) {
       next_seg = seg->next;
@@ -409,6 +446,8 @@ void _tess_arena_purge(bool force) {
         if (seg->slices[j].dirty != 2) continue;
         cleaned++;
         seg->slices[j].dirty = 0;
+        /* Purged for its age: taken again soon, it counts as refaulted. */
+        seg->slices[j].dirty_at = ranges[i].all ? 0 : (uint32_t)now;
       }
       seg->dirty_slices -= (uint32_t)cleaned;
       arena.dirty_slices -= cleaned;
@@ -489,10 +528,6 @@ bool _tess_arena_has_dirty(void) { return arena.purge_first != NULL; /* racy rea
  * with 1.5 GB a second given back and faulted in again; now 13 us.  What
  * it learned counts for no more than a quarter of what is in use now.
  * Called with the arena lock held. */
-
-static size_t in_use_slices(void) {
-  return atomic_load_explicit(&_tess_os.pages_in_use_bytes, memory_order_relaxed) >> TESS_SLICE_SHIFT;
-}
 
 static bool churning(void) { return arena.over_purged > TESS_CHURN_FACTOR * (in_use_slices() + 32); }
 

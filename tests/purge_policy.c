@@ -9,11 +9,53 @@
  * it for an overshoot of a few slices made the program fault it all back in
  * for its next generation.
  *
+ * And how the purge delay adapts (_tess_delay_shift_next, _tess_delay_of):
+ * longer, step by step and within bounds, while memory purged for its age
+ * is taken again soon in quantity; shorter again once that stops.
+ *
  * Pure arithmetic on slice counts: nothing is allocated.
  */
 #define _GNU_SOURCE
 #include "harness.h"
 #include "../src/internal.h"
+
+static void delay_policy(void) {
+  const uint32_t top = TESS_DELAY_SHIFT_MAX;
+  size_t in_uses[] = {0, 1, 100, 6400, 1000000};
+  for (size_t i = 0; i < sizeof in_uses / sizeof in_uses[0]; i++) {
+    size_t in_use = in_uses[i], churn = in_use / 8 + 16;
+    for (uint32_t shift = 0; shift <= top; shift++) {
+      /* refaulting more than an eighth of what is in use: one step longer, to the top */
+      CHECK_MSG(_tess_delay_shift_next(shift, churn + 1, in_use) == (shift < top ? shift + 1 : top), "in use %zu shift %u",
+                in_use, shift);
+      /* a quiet second: one step back, to the option */
+      CHECK_MSG(_tess_delay_shift_next(shift, 0, in_use) == (shift > 0 ? shift - 1 : 0), "in use %zu shift %u", in_use,
+                shift);
+      /* in between: as it was */
+      CHECK_MSG(_tess_delay_shift_next(shift, churn, in_use) == shift, "in use %zu shift %u", in_use, shift);
+      CHECK_MSG(_tess_delay_shift_next(shift, churn / 16 + 1, in_use) == shift, "in use %zu shift %u", in_use, shift);
+    }
+  }
+  /* From the quietest state, a churning program reaches the top and stays. */
+  uint32_t s = 0;
+  for (int sec = 0; sec < 10; sec++) s = _tess_delay_shift_next(s, 1 << 20, 6400);
+  CHECK(s == top);
+  /* The option as given, doubled per step, never past TESS_DELAY_MOST unless
+   * the option itself is longer; 0 (purge at once) stays 0. */
+  CHECK(_tess_delay_of(50, 0) == 50);
+  CHECK(_tess_delay_of(50, 1) == 100);
+  CHECK(_tess_delay_of(50, 3) == 400);
+  CHECK(_tess_delay_of(100, 3) == TESS_DELAY_MOST);
+  CHECK(_tess_delay_of(0, 3) == 0);
+  CHECK(_tess_delay_of(1000, 3) == 1000);
+  for (uint64_t opt = 0; opt <= 2000; opt += 7) {
+    for (uint32_t shift = 0; shift <= top; shift++) {
+      uint64_t d = _tess_delay_of(opt, shift);
+      CHECK_MSG(d >= opt && (d <= TESS_DELAY_MOST || d == opt), "option %lu shift %u: %lu", (unsigned long)opt, shift,
+                (unsigned long)d);
+    }
+  }
+}
 
 int main(void) {
   const size_t slack = TESS_PURGE_SLACK; /* 4 MiB in slices */
@@ -40,5 +82,6 @@ int main(void) {
       CHECK_MSG(purge <= overs[j] + slack, "cap %zu dirty %zu: purge %zu", cap, dirty, purge);
     }
   }
+  delay_policy();
   return th_done();
 }
