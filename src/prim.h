@@ -39,6 +39,9 @@ int _tess_prim_remap(void* p, size_t old_size, size_t new_size, void* dest, bool
 /* Milliseconds of a monotonic clock (coarse: a few ms resolution). */
 uint64_t _tess_prim_clock_ms(void);
 
+/* Milliseconds of CPU time the process has used (a system call). */
+uint64_t _tess_prim_cpu_ms(void);
+
 /* 64 bits of randomness from the OS, or from the clock and address space
  * layout when the OS has none to give. */
 uint64_t _tess_prim_random(void);
