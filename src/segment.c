@@ -162,8 +162,9 @@ static tess_page_t* span_insert_free(tess_segment_t* seg, size_t idx, size_t cou
 }
 
 /* Slices [idx, idx+count), free until now, go into use: they are no longer
- * free-and-dirty.  Returns how many were dirty (already resident).  Under
- * the lock. */
+ * free-and-dirty.  Returns how many were dirty (already resident); those
+ * purged for their age less than a second ago count as refaulted (see
+ * _tess_delay_shift_next).  Under the lock. */
 static size_t slices_take(tess_segment_t* seg, size_t idx, size_t count) {
   size_t dirty = 0, purged = 0;
   uint32_t now = 0;

@@ -201,7 +201,11 @@ typedef struct tess_page_s {
   uint32_t dirty_at;           /* slice: ms clock when it became dirty; the
                                   purge delay runs per slice, so a span that
                                   keeps growing does not keep its old part
-                                  resident.  (The descriptor is 128 bytes,
+                                  resident.  Once purged for its age, when
+                                  that was (0: never, or purged over the
+                                  cap), to count refaults (see
+                                  _tess_delay_shift_next); 0 in use.
+                                  (The descriptor is 128 bytes,
                                   so a slice index becomes its address with
                                   a shift.)                                 */
 } tess_page_t;
