@@ -70,7 +70,7 @@ static TESS_ALWAYS_INLINE void _tess_free_inline_sized(void* p, size_t size, con
   uintptr_t a = (uintptr_t)p;
   uintptr_t i = a >> TESS_SEGMENT_SHIFT;
   /* A plain byte load (relaxed atomic on x86), so it folds into the compare. */
-  if (tess_likely(i < TESS_SEGMAP_ENTRIES && ((const uint8_t*)_tess_segmap)[i] == TESS_SEGMAP_NORMAL)) {
+  if (tess_likely(i < _tess_segmap.entries && ((const uint8_t*)_tess_segmap.map)[i] == TESS_SEGMAP_NORMAL)) {
     /* The index is free now: shifting it back is one instruction where
      * masking p (which the compiler would otherwise do) takes two. */
     __asm__("" : "+r"(i));

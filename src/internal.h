@@ -90,16 +90,26 @@ static inline size_t _tess_bin_size(size_t bin) {
 
 /* ---- the segment map ------------------------------------------------------ */
 
-extern _Atomic(uint8_t) _tess_segmap[TESS_SEGMAP_ENTRIES];
+/* One byte per 4 MiB of the address space (TESS_SEGMAP_*), mapped at
+ * start-up (_tess_segmap_init); until then `entries` is 1, so only the
+ * first 4 MiB (NULL's) can be looked up.  Hidden, so the free fast path
+ * loads both fields directly, no instruction more than a static array. */
+typedef struct tess_segmap_s {
+  size_t entries;        /* TESS_SEGMAP_ENTRIES once mapped */
+  _Atomic(uint8_t)* map;
+} tess_segmap_t;
+extern TESS_HIDDEN tess_segmap_t _tess_segmap;
+void _tess_segmap_init(void); /* segment.c */
 
 static inline uint8_t _tess_segmap_get(uintptr_t addr) {
   uintptr_t i = addr >> TESS_SEGMENT_SHIFT;
-  if (tess_unlikely(i >= TESS_SEGMAP_ENTRIES)) return TESS_SEGMAP_NONE;
-  return atomic_load_explicit(&_tess_segmap[i], memory_order_relaxed);
+  if (tess_unlikely(i >= _tess_segmap.entries)) return TESS_SEGMAP_NONE;
+  return atomic_load_explicit(&_tess_segmap.map[i], memory_order_relaxed);
 }
 
+/* Only for a segment just mapped, so the map is there (_tess_os_map_aligned). */
 static inline void _tess_segmap_set(uintptr_t addr, uint8_t v) {
-  atomic_store_explicit(&_tess_segmap[addr >> TESS_SEGMENT_SHIFT], v, memory_order_release);
+  atomic_store_explicit(&_tess_segmap.map[addr >> TESS_SEGMENT_SHIFT], v, memory_order_release);
 }
 
 static inline tess_segment_t* _tess_segment_of(const void* p) {

@@ -17,6 +17,7 @@ static void counters_mapped(size_t size) {
 /* Map `size` bytes aligned to `alignment` (a power of two >= the OS page).
  * Returns NULL (errno untouched) when the OS refuses. */
 void* _tess_os_map_aligned(size_t size, size_t alignment, uint8_t** map_base, size_t* mapped) {
+  if (tess_unlikely(_tess_segmap.entries != TESS_SEGMAP_ENTRIES)) return NULL; /* see _tess_segmap_init */
   void* p = NULL;
   uintptr_t hint = atomic_load_explicit(&tess_next_hint, memory_order_relaxed);
   if (hint != 0 && hint > size && alignment <= TESS_SEGMENT_SIZE) {

@@ -18,7 +18,29 @@
  */
 #include "internal.h"
 
-_Atomic(uint8_t) _tess_segmap[TESS_SEGMAP_ENTRIES];
+/* The segment map has a mapping of its own, not 32 MiB of .bss: a
+ * conservative collector (Boehm's, under guile, w3m, Inkscape and others)
+ * takes every writable segment of every loaded library as roots, and its
+ * scans made all 32 MiB resident.  guile compiling one file held 104 MB at
+ * its peak against glibc's 55 MB; now 56.  Before start-up maps it, the one
+ * boot entry answers for the first 4 MiB (free(NULL)) and the bound sends
+ * every other address to the slow path, which finds no segment there. */
+static _Atomic(uint8_t) segmap_boot[1];
+tess_segmap_t _tess_segmap = {1, segmap_boot};
+
+/* Once, at start-up, before any other thread can use tessera.  If the
+ * address space has no room for it, nothing is ever mapped for blocks
+ * (_tess_os_map_aligned): every allocation fails, cleanly. */
+void _tess_segmap_init(void) {
+  void* map;
+  if (_tess_prim_map(NULL, TESS_SEGMAP_ENTRIES, &map) != 0) {
+    _tess_warning("cannot map the segment map (%lu MiB of address space); every allocation will fail",
+                  TESS_SEGMAP_ENTRIES >> 20);
+    return;
+  }
+  _tess_segmap.map = map;
+  __atomic_store_n(&_tess_segmap.entries, TESS_SEGMAP_ENTRIES, __ATOMIC_RELEASE);
+}
 
 typedef struct tess_span_range_s {
   tess_segment_t* seg;
