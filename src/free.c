@@ -385,6 +385,7 @@ static void free_large(tess_page_t* page, const void* p, const char* call) {
   atomic_fetch_sub_explicit(&_tess_os.pages_in_use_bytes, (size_t)page->slice_count << TESS_SLICE_SHIFT,
                             memory_order_relaxed);
   page->used = 0;
+  _tess_arena_seal_large(page);
   _tess_arena_span_free(page);
 }
 
@@ -453,6 +454,7 @@ void _tess_free_generic(void* p, const char* call) {
       break;
     case TESS_PAGE_FREE:
     case TESS_PAGE_PURGING:
+      if (_tess_arena_freed_large_at(p)) _tess_error(call, p, "double free (of a large block)");
       _tess_error(call, p, "double free (or invalid pointer: the memory is free)");
     default:
       _tess_error(call, p, "invalid pointer (not allocated by tessera)");

@@ -26,7 +26,7 @@ void _tess_process_init(void) {
   int expect = 0;
   if (atomic_compare_exchange_strong(&_tess_init_state, &expect, 1)) {
     _tess_options_init();
-    _tess_segmap_init();
+    _tess_arena_init();
     _tess_prim_thread_key_create(_tess_heap_thread_done);
     atomic_store_explicit(&_tess_init_state, 2, memory_order_release);
     _tess_prim_atfork(fork_child);

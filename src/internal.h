@@ -91,7 +91,7 @@ static inline size_t _tess_bin_size(size_t bin) {
 /* ---- the segment map ------------------------------------------------------ */
 
 /* One byte per 4 MiB of the address space (TESS_SEGMAP_*), mapped at
- * start-up (_tess_segmap_init); until then `entries` is 1, so only the
+ * start-up (_tess_arena_init); until then `entries` is 1, so only the
  * first 4 MiB (NULL's) can be looked up.  Hidden, so the free fast path
  * loads both fields directly, no instruction more than a static array. */
 typedef struct tess_segmap_s {
@@ -99,7 +99,7 @@ typedef struct tess_segmap_s {
   _Atomic(uint8_t)* map;
 } tess_segmap_t;
 extern TESS_HIDDEN tess_segmap_t _tess_segmap;
-void _tess_segmap_init(void); /* segment.c */
+void _tess_arena_init(void); /* segment.c: the segment map and the span seal's key */
 
 static inline uint8_t _tess_segmap_get(uintptr_t addr) {
   uintptr_t i = addr >> TESS_SEGMENT_SHIFT;
@@ -381,6 +381,8 @@ tess_page_queue_t* _tess_page_queue_of(tess_heap_t* heap, tess_page_t* page);
 /* segment.c: the arena; huge.c: huge blocks */
 tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* is_zero);
 void _tess_arena_span_free(tess_page_t* page);
+void _tess_arena_seal_large(tess_page_t* page); /* a large block being freed: before _tess_arena_span_free */
+bool _tess_arena_freed_large_at(const void* p);  /* p: a freed large block, seal intact */
 void* _tess_arena_large_alloc(size_t size, size_t alignment); /* alignment: 0, or 128 KiB to 2 MiB */
 bool _tess_arena_large_aligned_fits(size_t size, size_t alignment);
 bool _tess_arena_large_resize(tess_page_t* page, size_t size);

@@ -31,7 +31,7 @@ tess_segmap_t _tess_segmap = {1, segmap_boot};
 /* Once, at start-up, before any other thread can use tessera.  If the
  * address space has no room for it, nothing is ever mapped for blocks
  * (_tess_os_map_aligned): every allocation fails, cleanly. */
-void _tess_segmap_init(void) {
+static void segmap_init(void) {
   void* map;
   if (_tess_prim_map(NULL, TESS_SEGMAP_ENTRIES, &map) != 0) {
     _tess_warning("cannot map the segment map (%lu MiB of address space); every allocation will fail",
@@ -40,6 +40,43 @@ void _tess_segmap_init(void) {
   }
   _tess_segmap.map = map;
   __atomic_store_n(&_tess_segmap.entries, TESS_SEGMAP_ENTRIES, __ATOMIC_RELEASE);
+}
+
+/* The seal written over the first 16 bytes of a large block when it is
+ * freed: both words depend on a random key and the block's address.  When
+ * its memory is taken again unpurged, a seal changed means the program
+ * wrote the block after freeing it (or overflowed into it): reported, as
+ * malloc reports a small free block written over.  Small and medium free
+ * blocks carry seals of their own (internal.h). */
+static uintptr_t span_seal_key;
+
+void _tess_arena_init(void) {
+  segmap_init();
+  span_seal_key = _tess_prim_random() | ((uintptr_t)1 << 63);
+}
+
+static uintptr_t span_seal(const void* at, int word) {
+  uintptr_t k = span_seal_key ^ (uintptr_t)at;
+  return word == 0 ? k : ~k;
+}
+
+/* Under no lock: the block is still the caller's until it is freed. */
+void _tess_arena_seal_large(tess_page_t* page) {
+  uintptr_t* w = (uintptr_t*)page->start;
+  w[0] = span_seal(w, 0);
+  w[1] = span_seal(w, 1);
+  page->sealed = 1;
+}
+
+/* Is p the start of a freed large block whose seal is intact (so a free
+ * of p is that block freed twice)?  Read without the lock, for a report:
+ * p is in a segment of ours, so its memory is mapped. */
+bool _tess_arena_freed_large_at(const void* p) {
+  tess_segment_t* seg = _tess_segment_of(p);
+  if (((uintptr_t)p & (TESS_SLICE_SIZE - 1)) != 0) return false;
+  const tess_page_t* s = &seg->slices[((uintptr_t)p - (uintptr_t)seg) >> TESS_SLICE_SHIFT];
+  const uintptr_t* w = p;
+  return s->sealed && w[0] == span_seal(w, 0) && w[1] == span_seal(w, 1);
 }
 
 typedef struct tess_span_range_s {
@@ -186,12 +223,20 @@ static tess_page_t* span_insert_free(tess_segment_t* seg, size_t idx, size_t cou
 /* Slices [idx, idx+count), free until now, go into use: they are no longer
  * free-and-dirty.  Returns how many were dirty (already resident); those
  * purged for their age less than a second ago count as refaulted (see
- * _tess_delay_shift_next).  Under the lock. */
-static size_t slices_take(tess_segment_t* seg, size_t idx, size_t count) {
+ * _tess_delay_shift_next).  A freed large block starting in them whose
+ * seal was written over is left in *overwritten, to be reported once the
+ * lock is released.  Under the lock. */
+static size_t slices_take(tess_segment_t* seg, size_t idx, size_t count, void** overwritten) {
   size_t dirty = 0, purged = 0;
   uint32_t now = 0;
   for (size_t i = idx; i < idx + count; i++) {
     tess_page_t* s = &seg->slices[i];
+    if (s->sealed) {
+      s->sealed = 0;
+      /* Purged memory reads as zeros: only resident memory still has it. */
+      const uintptr_t* w = (const uintptr_t*)_tess_slice_start(seg, s);
+      if (s->dirty && (w[0] != span_seal(w, 0) || w[1] != span_seal(w, 1))) *overwritten = (void*)w;
+    }
     if (s->dirty) {
       dirty++;
     } else if (s->dirty_at != 0) { /* purged by the delay at dirty_at */
@@ -534,6 +579,10 @@ bool _tess_arena_has_dirty(void) { return arena.purge_first != NULL; /* racy rea
 
 /* ---- span allocation ---------------------------------------------------------- */
 
+static TESS_NOINLINE void report_overwritten(const void* block) {
+  _tess_error("malloc", block, "heap corruption: a freed large block was overwritten (written after free, or by an overflow)");
+}
+
 /* A program that keeps little free memory (frugal: no purger, a small or
  * single-threaded program) purges a freed span as soon as the free goes
  * over its allowance.  If a span must then be set up on clean memory
@@ -653,10 +702,12 @@ static tess_page_t* span_alloc(size_t slices, size_t align, tess_page_kind_t kin
         bin_insert(span);
       }
       if (idx + slices < end) span_make_free(span_set(seg, idx + slices, end - idx - slices, TESS_PAGE_FREE), freed_at);
-      size_t dirty = slices_take(seg, idx, slices);
+      void* overwritten = NULL;
+      size_t dirty = slices_take(seg, idx, slices, &overwritten);
       if (arena.cached == seg) arena.cached = NULL;
       if (dirty < slices) note_reuse(slices, slices - dirty, kind == TESS_PAGE_LARGE);
       _tess_unlock(&arena.lock);
+      if (tess_unlikely(overwritten != NULL)) report_overwritten(overwritten);
       /* Clean slices become resident as the page is used. */
       _tess_os_committed_add((slices - dirty) << TESS_SLICE_SHIFT);
       *is_zero = (dirty == 0);
@@ -766,10 +817,12 @@ bool _tess_arena_large_resize(tess_page_t* page, size_t size) {
     }
     size_t right_count = right->slice_count;
     bin_remove(right);
-    size_t dirty = slices_take(seg, end, want - have);
+    void* overwritten = NULL;
+    size_t dirty = slices_take(seg, end, want - have, &overwritten);
     span_set(seg, idx, want, TESS_PAGE_LARGE);
     if (have + right_count > want) span_insert_free(seg, idx + want, have + right_count - want, right->freed_at);
     _tess_unlock(&arena.lock);
+    if (tess_unlikely(overwritten != NULL)) report_overwritten(overwritten);
     _tess_os_committed_add((want - have - dirty) << TESS_SLICE_SHIFT);
     page->is_zero = false;
   } else if (want < have) {

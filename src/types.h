@@ -195,7 +195,10 @@ typedef struct tess_page_s {
   uint8_t is_zero;             /* page: its memory was all zero when handed
                                   out (fresh or purged)                      */
   uint8_t trim_pending;        /* medium page: on its heap's trim list       */
-  uint8_t padding[2];
+  uint8_t sealed;              /* slice: a freed large block starts here and
+                                  its first 16 bytes hold the span seal
+                                  (see _tess_arena_seal_large)              */
+  uint8_t padding[1];
   uint32_t freed_at;           /* free span: ms clock when it last grew (its
                                   newest free memory)                        */
   uint32_t dirty_at;           /* slice: ms clock when it became dirty; the

@@ -185,6 +185,15 @@ static void c_double_free_large(void) {
   announce(p);
   v_free(p);
 }
+/* With 16 MiB in use the freed block stays resident, its seal intact: the
+ * report can say which block was freed twice. */
+static void c_double_free_large_kept(void) {
+  for (int i = 0; i < 4096; i++) memset(v_malloc(4096), 1, 4096);
+  void* p = v_malloc(300000);
+  v_free(p);
+  announce(p);
+  v_free(p);
+}
 static void c_double_free_huge(void) {
   void* p = v_malloc(8 << 20);
   v_free(p);
@@ -402,6 +411,18 @@ static void c_write_after_free(size_t size) {
 }
 static void c_write_after_free_small(void) { c_write_after_free(48); }
 static void c_write_after_free_medium(void) { c_write_after_free(20000); }
+/* A large block: its memory must still be resident when it comes back
+ * (purged memory reads as zeros and holds no seal), so 16 MiB stay in use
+ * and the free stays within what a single-threaded program keeps. */
+static void c_write_after_free_large(void) {
+  for (int i = 0; i < 4096; i++) memset(v_malloc(4096), 1, 4096);
+  char* p = v_malloc(300000);
+  memset(p, 2, 300000);
+  v_free(p);
+  memset(p, 'A', 16);
+  announce(p);
+  for (int i = 0; i < 200; i++) v_malloc(300000);
+}
 /* An overflow from a block into its free neighbour. */
 static void c_overflow_into_free(void) {
   char* a = v_malloc(32);
@@ -583,6 +604,7 @@ static const misuse_case_t cases[] = {
     {"double free (medium)", c_double_free_medium, "free", "double free", 0},
     {"double free (medium, later slice, threads)", c_double_free_medium_later_slice, "free", "double free", 0},
     {"double free (large)", c_double_free_large, "free", "double free|invalid pointer", 0},
+    {"double free (large, memory kept)", c_double_free_large_kept, "free", "double free (of a large block)", 0},
     {"double free (huge)", c_double_free_huge, "free", "double free|invalid pointer", 0},
     {"double free (huge, bigger than the cache)", c_double_free_huge_over_cache, "free", "double free", 0},
     {"double free (huge, aligned to 1 MiB)", c_double_free_huge_aligned, "free", "double free", 0},
@@ -597,6 +619,7 @@ static const misuse_case_t cases[] = {
     {"sized delete, size too big (huge)", c_delete_sized_wrong_huge, "operator delete", "size", 0},
     {"write after free, then malloc (small)", c_write_after_free_small, "malloc", "overwritten", 0},
     {"write after free, then malloc (medium)", c_write_after_free_medium, "malloc", "overwritten", 0},
+    {"write after free, then malloc (large)", c_write_after_free_large, "malloc", "overwritten", 0},
     {"overflow into a free block, then malloc", c_overflow_into_free, "malloc", "overwritten", 0},
     {"write over a freed block's link, then malloc (small)", c_write_link_after_free_small, "malloc", "overwritten", 0},
     {"write over a freed block's link, then malloc (medium)", c_write_link_after_free_medium, "malloc", "overwritten",
