@@ -123,6 +123,10 @@ void _tess_block_overwritten(const char* call, const tess_page_t* page, const te
   _tess_error(call, b, "heap corruption: a free block was overwritten (written after free, or by an overflow)");
 }
 
+void _tess_freed_overwritten(const void* block) {
+  _tess_error("malloc", block, "heap corruption: a freed block was overwritten (written after free, or by an overflow)");
+}
+
 void _tess_warning(const char* fmt, ...) {
   char msg[256];
   size_t at = (size_t)_tess_format(msg, sizeof msg, "tessera: ");

@@ -179,6 +179,7 @@ static void* huge_from_cache(size_t total, size_t offset, size_t* reused) {
   tess_segment_t* seg = cache.seg[i];
   cache_take(i);
   _tess_unlock(&cache.lock);
+  if (tess_unlikely(!_tess_freed_seal_intact(seg->slices[0].start))) _tess_freed_overwritten(seg->slices[0].start);
   size_t old = seg->mapped;
   size_t was_at = (size_t)(seg->slices[0].start - (uint8_t*)seg); /* the cached block's offset */
   *reused = old - offset; /* old > offset: the block was bigger than a large one */
@@ -388,6 +389,9 @@ void _tess_huge_free(tess_segment_t* seg) {
     }
   }
   if (cap != 0) {
+    /* Sealed before another thread can take it (see _tess_freed_seal_write);
+     * the first OS page of a cached block is never given back. */
+    _tess_freed_seal_write(seg->slices[0].start);
     tess_segment_t* evict[TESS_HUGE_CACHE_SLOTS];
     size_t nevict = 0;
     _tess_lock(&cache.lock);

@@ -381,6 +381,23 @@ tess_page_queue_t* _tess_page_queue_of(tess_heap_t* heap, tess_page_t* page);
 /* segment.c: the arena; huge.c: huge blocks */
 tess_page_t* _tess_arena_span_alloc(size_t slices, tess_page_kind_t kind, bool* is_zero);
 void _tess_arena_span_free(tess_page_t* page);
+/* A freed large or huge block gets a seal over its first 16 bytes: two
+ * words from a random key and its address.  Taken again while its memory
+ * is still resident, a changed seal means the program wrote the block after
+ * freeing it (or overflowed into it): reported, as malloc reports a small
+ * free block written over.  (Small and medium free blocks carry their own
+ * seals, above.)  Purged memory reads as zeros and is not checked. */
+extern TESS_HIDDEN uintptr_t _tess_freed_seal_key; /* segment.c, set at start-up */
+static inline void _tess_freed_seal_write(void* block) {
+  uintptr_t* w = block;
+  w[0] = _tess_freed_seal_key ^ (uintptr_t)block;
+  w[1] = ~w[0];
+}
+static inline bool _tess_freed_seal_intact(const void* block) {
+  const uintptr_t* w = block;
+  return w[0] == (_tess_freed_seal_key ^ (uintptr_t)block) && w[1] == ~(_tess_freed_seal_key ^ (uintptr_t)block);
+}
+TESS_NOINLINE void _tess_freed_overwritten(const void* block); /* error.c: reports and aborts */
 void _tess_arena_seal_large(tess_page_t* page); /* a large block being freed: before _tess_arena_span_free */
 bool _tess_arena_freed_large_at(const void* p);  /* p: a freed large block, seal intact */
 void* _tess_arena_large_alloc(size_t size, size_t alignment); /* alignment: 0, or 128 KiB to 2 MiB */

@@ -42,29 +42,17 @@ static void segmap_init(void) {
   __atomic_store_n(&_tess_segmap.entries, TESS_SEGMAP_ENTRIES, __ATOMIC_RELEASE);
 }
 
-/* The seal written over the first 16 bytes of a large block when it is
- * freed: both words depend on a random key and the block's address.  When
- * its memory is taken again unpurged, a seal changed means the program
- * wrote the block after freeing it (or overflowed into it): reported, as
- * malloc reports a small free block written over.  Small and medium free
- * blocks carry seals of their own (internal.h). */
-static uintptr_t span_seal_key;
+/* The seal of a freed large or huge block (internal.h): its key. */
+uintptr_t _tess_freed_seal_key;
 
 void _tess_arena_init(void) {
   segmap_init();
-  span_seal_key = _tess_prim_random() | ((uintptr_t)1 << 63);
-}
-
-static uintptr_t span_seal(const void* at, int word) {
-  uintptr_t k = span_seal_key ^ (uintptr_t)at;
-  return word == 0 ? k : ~k;
+  _tess_freed_seal_key = _tess_prim_random() | ((uintptr_t)1 << 63);
 }
 
 /* Under no lock: the block is still the caller's until it is freed. */
 void _tess_arena_seal_large(tess_page_t* page) {
-  uintptr_t* w = (uintptr_t*)page->start;
-  w[0] = span_seal(w, 0);
-  w[1] = span_seal(w, 1);
+  _tess_freed_seal_write(page->start);
   page->sealed = 1;
 }
 
@@ -75,8 +63,7 @@ bool _tess_arena_freed_large_at(const void* p) {
   tess_segment_t* seg = _tess_segment_of(p);
   if (((uintptr_t)p & (TESS_SLICE_SIZE - 1)) != 0) return false;
   const tess_page_t* s = &seg->slices[((uintptr_t)p - (uintptr_t)seg) >> TESS_SLICE_SHIFT];
-  const uintptr_t* w = p;
-  return s->sealed && w[0] == span_seal(w, 0) && w[1] == span_seal(w, 1);
+  return s->sealed && _tess_freed_seal_intact(p);
 }
 
 typedef struct tess_span_range_s {
@@ -234,8 +221,8 @@ static size_t slices_take(tess_segment_t* seg, size_t idx, size_t count, void** 
     if (s->sealed) {
       s->sealed = 0;
       /* Purged memory reads as zeros: only resident memory still has it. */
-      const uintptr_t* w = (const uintptr_t*)_tess_slice_start(seg, s);
-      if (s->dirty && (w[0] != span_seal(w, 0) || w[1] != span_seal(w, 1))) *overwritten = (void*)w;
+      void* block = _tess_slice_start(seg, s);
+      if (s->dirty && !_tess_freed_seal_intact(block)) *overwritten = block;
     }
     if (s->dirty) {
       dirty++;
@@ -579,9 +566,6 @@ bool _tess_arena_has_dirty(void) { return arena.purge_first != NULL; /* racy rea
 
 /* ---- span allocation ---------------------------------------------------------- */
 
-static TESS_NOINLINE void report_overwritten(const void* block) {
-  _tess_error("malloc", block, "heap corruption: a freed large block was overwritten (written after free, or by an overflow)");
-}
 
 /* A program that keeps little free memory (frugal: no purger, a small or
  * single-threaded program) purges a freed span as soon as the free goes
@@ -707,7 +691,7 @@ static tess_page_t* span_alloc(size_t slices, size_t align, tess_page_kind_t kin
       if (arena.cached == seg) arena.cached = NULL;
       if (dirty < slices) note_reuse(slices, slices - dirty, kind == TESS_PAGE_LARGE);
       _tess_unlock(&arena.lock);
-      if (tess_unlikely(overwritten != NULL)) report_overwritten(overwritten);
+      if (tess_unlikely(overwritten != NULL)) _tess_freed_overwritten(overwritten);
       /* Clean slices become resident as the page is used. */
       _tess_os_committed_add((slices - dirty) << TESS_SLICE_SHIFT);
       *is_zero = (dirty == 0);
@@ -822,7 +806,7 @@ bool _tess_arena_large_resize(tess_page_t* page, size_t size) {
     span_set(seg, idx, want, TESS_PAGE_LARGE);
     if (have + right_count > want) span_insert_free(seg, idx + want, have + right_count - want, right->freed_at);
     _tess_unlock(&arena.lock);
-    if (tess_unlikely(overwritten != NULL)) report_overwritten(overwritten);
+    if (tess_unlikely(overwritten != NULL)) _tess_freed_overwritten(overwritten);
     _tess_os_committed_add((want - have - dirty) << TESS_SLICE_SHIFT);
     page->is_zero = false;
   } else if (want < have) {

@@ -185,6 +185,14 @@ static void c_double_free_large(void) {
   announce(p);
   v_free(p);
 }
+/* A huge block goes to the cache when freed, and comes back from it. */
+static void c_write_after_free_huge(void) {
+  char* p = v_malloc(8 << 20);
+  v_free(p);
+  memset(p, 'A', 16);
+  announce(p);
+  for (int i = 0; i < 20; i++) v_malloc(8 << 20);
+}
 /* With 16 MiB in use the freed block stays resident, its seal intact: the
  * report can say which block was freed twice. */
 static void c_double_free_large_kept(void) {
@@ -620,6 +628,7 @@ static const misuse_case_t cases[] = {
     {"write after free, then malloc (small)", c_write_after_free_small, "malloc", "overwritten", 0},
     {"write after free, then malloc (medium)", c_write_after_free_medium, "malloc", "overwritten", 0},
     {"write after free, then malloc (large)", c_write_after_free_large, "malloc", "overwritten", 0},
+    {"write after free, then malloc (huge)", c_write_after_free_huge, "malloc", "overwritten", 0},
     {"overflow into a free block, then malloc", c_overflow_into_free, "malloc", "overwritten", 0},
     {"write over a freed block's link, then malloc (small)", c_write_link_after_free_small, "malloc", "overwritten", 0},
     {"write over a freed block's link, then malloc (medium)", c_write_link_after_free_medium, "malloc", "overwritten",
