@@ -395,7 +395,8 @@ static inline void _tess_freed_seal_write(void* block) {
 }
 static inline bool _tess_freed_seal_intact(const void* block) {
   const uintptr_t* w = block;
-  return w[0] == (_tess_freed_seal_key ^ (uintptr_t)block) && w[1] == ~(_tess_freed_seal_key ^ (uintptr_t)block);
+  uintptr_t seal = _tess_freed_seal_key ^ (uintptr_t)block;
+  return w[0] == seal && w[1] == ~seal;
 }
 TESS_NOINLINE void _tess_freed_overwritten(const void* block); /* error.c: reports and aborts */
 void _tess_arena_seal_large(tess_page_t* page); /* a large block being freed: before _tess_arena_span_free */

@@ -60,10 +60,8 @@ void _tess_arena_seal_large(tess_page_t* page) {
  * of p is that block freed twice)?  Read without the lock, for a report:
  * p is in a segment of ours, so its memory is mapped. */
 bool _tess_arena_freed_large_at(const void* p) {
-  tess_segment_t* seg = _tess_segment_of(p);
   if (((uintptr_t)p & (TESS_SLICE_SIZE - 1)) != 0) return false;
-  const tess_page_t* s = &seg->slices[((uintptr_t)p - (uintptr_t)seg) >> TESS_SLICE_SHIFT];
-  return s->sealed && _tess_freed_seal_intact(p);
+  return _tess_slice_of(_tess_segment_of(p), p)->sealed && _tess_freed_seal_intact(p);
 }
 
 typedef struct tess_span_range_s {
@@ -565,7 +563,6 @@ bool _tess_release_all(void) {
 bool _tess_arena_has_dirty(void) { return arena.purge_first != NULL; /* racy read: a hint */ }
 
 /* ---- span allocation ---------------------------------------------------------- */
-
 
 /* A program that keeps little free memory (frugal: no purger, a small or
  * single-threaded program) purges a freed span as soon as the free goes
