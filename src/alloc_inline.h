@@ -47,7 +47,7 @@ static TESS_ALWAYS_INLINE void* _tess_malloc_inline(size_t size) {
 /* Is p (at offset `off` from page->start) the start of a carved block?
  * (See _tess_div_magic.) */
 static inline bool _tess_is_block_start(const tess_page_t* page, uintptr_t off) {
-  return off * page->div_magic < page->limit;
+  return off * page->div_magic < tess_racy_fast(page->limit);
 }
 
 /* Only a block that carries a seal, free or in flight (see
@@ -70,7 +70,8 @@ static TESS_ALWAYS_INLINE void _tess_free_inline_sized(void* p, size_t size, con
   uintptr_t a = (uintptr_t)p;
   uintptr_t i = a >> TESS_SEGMENT_SHIFT;
   /* A plain byte load (relaxed atomic on x86), so it folds into the compare. */
-  if (tess_likely(i < _tess_segmap.entries && ((const uint8_t*)_tess_segmap.map)[i] == TESS_SEGMAP_NORMAL)) {
+  if (tess_likely(i < _tess_segmap.entries &&
+                  tess_racy_fast(((const uint8_t*)_tess_segmap.map)[i]) == TESS_SEGMAP_NORMAL)) {
     /* The index is free now: shifting it back is one instruction where
      * masking p (which the compiler would otherwise do) takes two. */
     __asm__("" : "+r"(i));
@@ -79,7 +80,7 @@ static TESS_ALWAYS_INLINE void _tess_free_inline_sized(void* p, size_t size, con
      * an untagged heap word is one slice long (see _tess_slice_of), and
      * the rest go to _tess_free_page. */
     tess_page_t* page = _tess_slice_of(seg, p);
-    if (tess_likely(page->heap == (uintptr_t)_tess_heap_get())) {
+    if (tess_likely(tess_racy_fast(page->heap) == (uintptr_t)_tess_heap_get())) {
       tess_block_t* b = (tess_block_t*)p;
       if (tess_likely(_tess_is_block_start(page, a - (uintptr_t)page->start) &&
                       !_tess_maybe_double_free(page, b) && size <= page->block_size)) {
@@ -97,7 +98,7 @@ static TESS_ALWAYS_INLINE void _tess_free_inline_sized(void* p, size_t size, con
     }
     /* Another heap's page, or a full one of ours: a page with an owner is a
      * span head (the others have heap 0), so its fields are its own. */
-    if (tess_likely(page->heap != 0 && _tess_is_block_start(page, a - (uintptr_t)page->start))) {
+    if (tess_likely(tess_racy_fast(page->heap) != 0 && _tess_is_block_start(page, a - (uintptr_t)page->start))) {
       _tess_free_owned_page(page, (tess_block_t*)p, size, call);
       return;
     }

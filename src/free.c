@@ -97,7 +97,7 @@ static void push_remote(tess_page_t* page, tess_block_t* head, tess_block_t* tai
   /* heap outlives everything (heaps are never freed); when we set
    * NOTIFIED, the page cannot be retired until the owner drains it, so
    * pushing it on remote_pages is safe too. */
-  if (tess_unlikely(heap->state == TESS_HEAP_ABANDONED)) {
+  if (tess_unlikely(tess_racy_load(heap->state) == TESS_HEAP_ABANDONED)) {
     int saved = errno; /* cleaning the heap may give memory to the OS */
     for (uint32_t i = 0; i < count; i++) _tess_heap_note_abandoned_free(heap);
     errno = saved;
@@ -131,13 +131,15 @@ static inline tess_page_t* page_of_block(const tess_block_t* b) { return _tess_p
 static void send_message(tess_heap_t* owner, tess_block_t* head, tess_block_t* tail, uint32_t count) {
   tess_page_t* tail_page = page_of_block(tail);
   uintptr_t state = _tess_seal_of(tail_page, tail);
-  if (owner->state == TESS_HEAP_ACTIVE) atomic_fetch_add_explicit(&owner->inbox_pending, count, memory_order_relaxed);
+  if (tess_racy_load(owner->state) == TESS_HEAP_ACTIVE) {
+    atomic_fetch_add_explicit(&owner->inbox_pending, count, memory_order_relaxed);
+  }
   tess_block_t* top = atomic_load_explicit(&owner->inbox, memory_order_relaxed);
   do {
     _tess_block_link_as(tail_page, tail, top, state);
   } while (!atomic_compare_exchange_weak_explicit(&owner->inbox, &top, head, memory_order_release,
                                                   memory_order_relaxed));
-  if (tess_unlikely(owner->state == TESS_HEAP_ABANDONED)) {
+  if (tess_unlikely(tess_racy_load(owner->state) == TESS_HEAP_ABANDONED)) {
     int saved = errno; /* cleaning the heap may give memory to the OS */
     for (uint32_t i = 0; i < count; i++) _tess_heap_note_abandoned_free(owner);
     errno = saved;
@@ -217,7 +219,7 @@ static inline void chain_push(tess_heap_t* heap, tess_remote_chain_t* c, tess_pa
  * good (64 blocks of 1-64 KiB held 44 MB). */
 static TESS_NOINLINE void chain_start(tess_heap_t* heap, tess_heap_t* owner, tess_page_t* page, tess_block_t* b,
                                       uintptr_t state) {
-  if (owner->state == TESS_HEAP_ABANDONED) {
+  if (tess_racy_load(owner->state) == TESS_HEAP_ABANDONED) {
     _tess_block_link_as(page, b, NULL, state);
     send_message(owner, b, b, 1);
     return;
@@ -298,7 +300,7 @@ static TESS_NOINLINE void free_remote_slow(tess_page_t* page, tess_block_t* b, c
 #define TESS_FOREIGN_MAX ((size_t)512 << 10)
 
 static TESS_NOINLINE bool foreign_keep(tess_heap_t* heap, tess_heap_t* owner, tess_page_t* page, tess_block_t* b) {
-  if (owner->state != TESS_HEAP_ACTIVE || heap->queues[page->bin].first == NULL ||
+  if (tess_racy_load(owner->state) != TESS_HEAP_ACTIVE || heap->queues[page->bin].first == NULL ||
       heap->foreign_bytes + page->block_size > TESS_FOREIGN_MAX) {
     return false;
   }

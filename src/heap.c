@@ -62,7 +62,8 @@ static tess_heap_t* heap_new(void) {
     if (heaps.meta_next != NULL && heaps.meta_next + size <= heaps.meta_end) {
       tess_heap_t* heap = (tess_heap_t*)heaps.meta_next;
       heaps.meta_next += size;
-      heap->id = (uint32_t)heaps.count++;
+      heap->id = (uint32_t)heaps.count;
+      tess_racy_store(heaps.count, heaps.count + 1);
       _tess_unlock(&heaps.lock);
       heap_setup(heap);
       heap->rng = _tess_prim_random() | 1;
@@ -87,12 +88,12 @@ static tess_heap_t* heap_new(void) {
 }
 
 static tess_heap_t* abandoned_pop(bool wait) {
-  if (heaps.abandoned_first == NULL) return NULL; /* racy hint */
+  if (tess_racy_load(heaps.abandoned_first) == NULL) return NULL; /* a hint */
   if (wait) _tess_lock(&heaps.lock);
   else if (atomic_exchange_explicit(&heaps.lock.held, 1, memory_order_acquire)) return NULL;
   tess_heap_t* heap = heaps.abandoned_first;
   if (heap != NULL) {
-    heaps.abandoned_first = heap->next;
+    tess_racy_store(heaps.abandoned_first, heap->next);
     if (heaps.abandoned_first == NULL) heaps.abandoned_last = NULL;
     heaps.abandoned_count--;
     heap->next = NULL;
@@ -102,11 +103,11 @@ static tess_heap_t* abandoned_pop(bool wait) {
 }
 
 static void abandoned_push(tess_heap_t* heap, bool at_front) {
-  heap->state = TESS_HEAP_ABANDONED;
+  tess_racy_store(heap->state, TESS_HEAP_ABANDONED);
   _tess_lock(&heaps.lock);
   if (at_front || heaps.abandoned_first == NULL) {
     heap->next = heaps.abandoned_first;
-    heaps.abandoned_first = heap;
+    tess_racy_store(heaps.abandoned_first, heap);
     if (heaps.abandoned_last == NULL) heaps.abandoned_last = heap;
   } else {
     heap->next = NULL;
@@ -128,7 +129,7 @@ tess_heap_t* _tess_heap_init_thread(void) {
   heap = abandoned_pop(true);
   if (heap == NULL) heap = heap_new();
   if (heap == NULL) return NULL;
-  heap->state = TESS_HEAP_ACTIVE;
+  tess_racy_store(heap->state, TESS_HEAP_ACTIVE);
   atomic_fetch_add_explicit(&heaps.active, 1, memory_order_relaxed);
   _tess_heap_tls = heap;
   _tess_heap_unpark_pages(heap); /* adopted: its pages serve again */
@@ -238,7 +239,7 @@ void _tess_heap_note_abandoned_free(tess_heap_t* heap) {
   }
   if (h != NULL) {
     if (prev != NULL) prev->next = h->next;
-    else heaps.abandoned_first = h->next;
+    else tess_racy_store(heaps.abandoned_first, h->next);
     if (heaps.abandoned_last == h) heaps.abandoned_last = prev;
     heaps.abandoned_count--;
     h->next = NULL;
@@ -318,7 +319,7 @@ void _tess_heap_fork_child(void) {
   atomic_store_explicit(&heaps.active, _tess_heap_tls != &_tess_heap_empty, memory_order_relaxed);
 }
 
-size_t _tess_heap_count(void) { return heaps.count; }
+size_t _tess_heap_count(void) { return tess_racy_load(heaps.count); }
 
 /* Heaps that live threads hold. */
 size_t _tess_heap_active_count(void) { return atomic_load_explicit(&heaps.active, memory_order_relaxed); }

@@ -125,7 +125,8 @@ static void huge_unmap(tess_segment_t* seg) {
  * second free of the block is refused rather than caching it twice. */
 static void cache_put(tess_segment_t* seg, uint64_t freed_at) {
   seg->slices[0].kind = TESS_PAGE_FREE;
-  size_t i = cache.count++;
+  size_t i = cache.count;
+  tess_racy_store(cache.count, i + 1);
   while (i > 0 && cache.freed_at[i - 1] > freed_at) { /* keep oldest first */
     cache.seg[i] = cache.seg[i - 1];
     cache.freed_at[i] = cache.freed_at[i - 1];
@@ -138,7 +139,7 @@ static void cache_put(tess_segment_t* seg, uint64_t freed_at) {
 
 static void cache_take(size_t i) {
   cache.bytes -= cache.seg[i]->mapped;
-  cache.count--;
+  tess_racy_store(cache.count, cache.count - 1);
   memmove(&cache.seg[i], &cache.seg[i + 1], (cache.count - i) * sizeof cache.seg[0]);
   memmove(&cache.freed_at[i], &cache.freed_at[i + 1], (cache.count - i) * sizeof cache.freed_at[0]);
 }
@@ -163,7 +164,7 @@ static void pages_drop(uint8_t* p, size_t n) {
  * *reused says how many bytes of the block were the cached block's (what
  * mremap added after them is fresh, and zero). */
 static void* huge_from_cache(size_t total, size_t offset, size_t* reused) {
-  if (cache.count == 0) return NULL; /* racy hint */
+  if (tess_racy_load(cache.count) == 0) return NULL; /* a hint */
   _tess_lock(&cache.lock);
   if (cache.count == 0) {
     _tess_unlock(&cache.lock);
@@ -413,7 +414,7 @@ void _tess_huge_free(tess_segment_t* seg) {
 /* Unmap cached blocks, the oldest first, while `more` says so of the
  * oldest left (its freed_at) and the bytes already taken; how many. */
 static size_t cache_unmap_oldest(bool (*more)(uint64_t freed_at, size_t taken, const void* arg), const void* arg) {
-  if (cache.count == 0) return 0; /* racy hint */
+  if (tess_racy_load(cache.count) == 0) return 0; /* a hint */
   tess_segment_t* out[TESS_HUGE_CACHE_SLOTS];
   size_t n = 0, taken = 0;
   _tess_lock(&cache.lock);
@@ -438,7 +439,7 @@ static bool expired(uint64_t freed_at, size_t taken, const void* arg) {
 /* Unmap cached huge blocks that have waited out the delay (all with force);
  * twenty delays without the purger. */
 void _tess_huge_cache_purge(bool force) {
-  if (cache.count == 0) return; /* racy hint */
+  if (tess_racy_load(cache.count) == 0) return; /* a hint */
   /* Without the purger this runs only inside allocator calls, so the
    * cache's bound for an idle program is its size, not the delay: expiring
    * it after the usual delay only unmapped, while the program was busy,
@@ -463,7 +464,7 @@ static bool short_of(uint64_t freed_at, size_t taken, const void* arg) {
  * segment between them, and keeps its cache. */
 void _tess_huge_cache_release(size_t bytes) { (void)cache_unmap_oldest(short_of, &bytes); }
 
-bool _tess_huge_cache_nonempty(void) { return cache.count != 0; }
+bool _tess_huge_cache_nonempty(void) { return tess_racy_load(cache.count) != 0; }
 
 /* Resize a huge block (offset 256, the plain malloc kind) with mremap.
  * NULL if that fails (the block is intact).  A block that still has room

@@ -31,6 +31,34 @@
 #define TESS_COLD __attribute__((cold, noinline))
 #define TESS_HIDDEN __attribute__((visibility("hidden")))
 
+/* ---- fields read without the lock that guards their writes ---------------
+ * Hints rechecked under the lock (a cache's count, a list's head, the
+ * arena's dirty total), and a page's owner word and block bounds, which a
+ * free from another thread reads while the owner may change the word's tag
+ * bits or carve more blocks (each such change leaves any value a racing
+ * reader sees usable: see the uses).  Both sides of each such race go
+ * through these: relaxed atomic accesses of an aligned word, one plain
+ * instruction each on x86-64, which the compiler may neither tear nor read
+ * twice, and which ThreadSanitizer then does not report, so that it checks
+ * everything else.  tess_racy_fast is for the free fast path: a plain read,
+ * which gcc folds into the compare where an atomic load is emitted apart
+ * (two instructions more a free under callgrind); an atomic one under
+ * ThreadSanitizer, whose build is for checking, not for speed. */
+#define tess_racy_load(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define tess_racy_store(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#if defined(__SANITIZE_THREAD__)
+#define TESS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TESS_TSAN 1
+#endif
+#endif
+#ifdef TESS_TSAN
+#define tess_racy_fast(x) tess_racy_load(x)
+#else
+#define tess_racy_fast(x) (x)
+#endif
+
 /* ---- debug assertions (compile away at TESS_DEBUG 0) -------------------- */
 
 TESS_COLD __attribute__((noreturn)) void _tess_assert_fail(const char* expr, const char* file, int line);
@@ -152,12 +180,19 @@ static inline uint64_t _tess_div_magic(size_t d) {
   return (d & (d - 1)) == 0 ? m + 1 : m; /* floor(2^64/d): one more for d = 2^k */
 }
 
+/* `capacity` of the page's blocks are carved.  Other threads' frees read
+ * the two (racy) while the owner carves more: either value covers every
+ * block handed out before it. */
+static inline void _tess_page_set_capacity(tess_page_t* page, uint32_t capacity) {
+  tess_racy_store(page->capacity, capacity);
+  tess_racy_store(page->limit, capacity * (page->div_magic * page->block_size));
+}
+
 /* The page holds blocks of bsize bytes, `capacity` of them carved. */
 static inline void _tess_page_set_blocks(tess_page_t* page, size_t bsize, uint32_t capacity) {
   page->block_size = (uint32_t)bsize;
   page->div_magic = _tess_div_magic(bsize);
-  page->capacity = capacity;
-  page->limit = capacity * (page->div_magic * bsize);
+  _tess_page_set_capacity(page, capacity);
 }
 
 /* Bytes of the carved blocks. */
@@ -293,7 +328,7 @@ static inline void _tess_block_push(const tess_page_t* page, tess_block_t** list
 /* The heap that owns a small or medium page, and the tagged value of
  * page->heap for an owner (types.h, TESS_HEAP_TAG_*). */
 static inline tess_heap_t* _tess_page_owner(const tess_page_t* page) {
-  return (tess_heap_t*)(page->heap & ~TESS_HEAP_TAG_MASK);
+  return (tess_heap_t*)(tess_racy_load(page->heap) & ~TESS_HEAP_TAG_MASK);
 }
 bool _tess_purger_running(void); /* purger.c */
 static inline uintptr_t _tess_page_heap_tagged(const tess_page_t* page, const void* heap, bool full) {

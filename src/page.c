@@ -89,7 +89,7 @@ static void page_init(tess_heap_t* heap, tess_page_t* page, size_t bin, bool is_
   page->trim_pending = 0;
   page->is_zero = is_zero;
   atomic_store_explicit(&page->xthread_free, 0, memory_order_relaxed);
-  page->heap = _tess_page_heap_tagged(page, heap, false);
+  tess_racy_store(page->heap, _tess_page_heap_tagged(page, heap, false));
 }
 
 /* Carve the next blocks onto the empty free list: as many as fit in 4 KiB
@@ -107,7 +107,7 @@ static void page_extend(tess_page_t* page) {
   for (size_t i = 0; i + 1 < n; i++, p += bsize) _tess_block_link(page, (tess_block_t*)p, (tess_block_t*)(p + bsize));
   _tess_block_link(page, (tess_block_t*)p, NULL);
   page->free = (tess_block_t*)first;
-  _tess_page_set_blocks(page, bsize, page->capacity + (uint32_t)n);
+  _tess_page_set_capacity(page, page->capacity + (uint32_t)n);
 }
 
 /* Move other threads' frees and the owner's frees onto the free list. */
@@ -151,7 +151,7 @@ static void page_free(tess_heap_t* heap, tess_page_t* page) {
   atomic_fetch_sub_explicit(&heap->page_bytes, (size_t)page->slice_count << TESS_SLICE_SHIFT, memory_order_relaxed);
   atomic_fetch_sub_explicit(&_tess_os.pages_in_use_bytes, (size_t)page->slice_count << TESS_SLICE_SHIFT,
                             memory_order_relaxed);
-  page->heap = 0;
+  tess_racy_store(page->heap, 0);
   page->free = page->local_free = NULL;
   _tess_arena_span_free(page);
 }
@@ -309,7 +309,7 @@ static bool page_mark_full(tess_heap_t* heap, tess_page_t* page) {
   }
   _tess_page_queue_remove(heap, page);
   page->in_full = 1;
-  page->heap = _tess_page_heap_tagged(page, heap, true);
+  tess_racy_store(page->heap, _tess_page_heap_tagged(page, heap, true));
   queue_push_back(heap, &heap->full, page);
   return true;
 }
@@ -319,7 +319,7 @@ void _tess_page_unfull(tess_heap_t* heap, tess_page_t* page) {
   tess_assert(page->in_full);
   _tess_page_queue_remove(heap, page);
   page->in_full = 0;
-  page->heap = _tess_page_heap_tagged(page, heap, false);
+  tess_racy_store(page->heap, _tess_page_heap_tagged(page, heap, false));
   uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   while ((x & TESS_XFREE_STATE_MASK) == TESS_XFREE_FULL &&
          !atomic_compare_exchange_weak_explicit(&page->xthread_free, &x, x & ~TESS_XFREE_STATE_MASK,

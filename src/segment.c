@@ -100,7 +100,7 @@ static void slices_dirty(tess_segment_t* seg, size_t from, size_t to, uint32_t n
     seg->slices[i].dirty_at = now;
   }
   seg->dirty_slices += (uint32_t)(to - from);
-  arena.dirty_slices += to - from;
+  tess_racy_store(arena.dirty_slices, arena.dirty_slices + (to - from));
 }
 
 /* ---- spans ---------------------------------------------------------------- */
@@ -111,7 +111,7 @@ static void span_set_inner(tess_segment_t* seg, size_t head, size_t from, size_t
     tess_page_t* s = &seg->slices[i];
     s->slice_offset = (uint32_t)((i - head) * sizeof(tess_page_t));
     s->kind = TESS_PAGE_INNER;
-    s->heap = 0;
+    tess_racy_store(s->heap, 0);
   }
 }
 
@@ -152,14 +152,14 @@ static void purge_list_add(tess_segment_t* seg, uint64_t now) {
   seg->next = NULL;
   seg->prev = arena.purge_last;
   if (arena.purge_last) arena.purge_last->next = seg;
-  else arena.purge_first = seg;
+  else tess_racy_store(arena.purge_first, seg);
   arena.purge_last = seg;
 }
 
 static void purge_list_remove(tess_segment_t* seg) {
   if (!seg->in_purge_list) return;
   if (seg->prev) seg->prev->next = seg->next;
-  else arena.purge_first = seg->next;
+  else tess_racy_store(arena.purge_first, seg->next);
   if (seg->next) seg->next->prev = seg->prev;
   else arena.purge_last = seg->prev;
   seg->next = seg->prev = NULL;
@@ -170,7 +170,7 @@ static void purge_list_remove(tess_segment_t* seg) {
  * as a page, into the bins.  Under the lock. */
 static void span_make_free(tess_page_t* span, uint32_t freed_at) {
   span->freed_at = freed_at;
-  span->heap = 0;
+  tess_racy_store(span->heap, 0);
   span->bin = 0;
   span->block_size = 0;
   span->limit = 0;
@@ -233,7 +233,7 @@ static size_t slices_take(tess_segment_t* seg, size_t idx, size_t count, void** 
   }
   arena.refaulted += purged;
   seg->dirty_slices -= (uint32_t)dirty;
-  arena.dirty_slices -= dirty;
+  tess_racy_store(arena.dirty_slices, arena.dirty_slices - dirty);
   if (seg->dirty_slices == 0) purge_list_remove(seg);
   seg->used_slices += (uint32_t)count;
   return dirty;
@@ -278,7 +278,7 @@ static bool segment_is_surplus(tess_segment_t* seg, bool force) {
   if (arena.cached == seg) arena.cached = NULL;
   bin_remove(&seg->slices[1]);
   purge_list_remove(seg);
-  arena.dirty_slices -= seg->dirty_slices;
+  tess_racy_store(arena.dirty_slices, arena.dirty_slices - seg->dirty_slices);
   _tess_os_committed_sub((size_t)seg->dirty_slices << TESS_SLICE_SHIFT);
   seg->dirty_slices = 0;
   return true;
@@ -346,7 +346,7 @@ static size_t dirty_max_slices(void) {
   if (fixed > in_use / 8) fixed = in_use / 8; /* a small program: a small allowance */
   /* What was learned while churning is bounded by what is in use now, so
    * a program that then frees most of its memory keeps little of it. */
-  size_t boost = arena.reuse_boost, most = reuse_ceiling(in_use >> TESS_SLICE_SHIFT);
+  size_t boost = tess_racy_load(arena.reuse_boost), most = reuse_ceiling(in_use >> TESS_SLICE_SHIFT);
   return ((fixed + share) >> TESS_SLICE_SHIFT) + (boost < most ? boost : most);
 }
 
@@ -354,7 +354,7 @@ static size_t dirty_max_slices(void) {
  * purged as soon as it is freed?  (A hint: read without the lock.) */
 bool _tess_arena_over_allowance(size_t bytes) {
   size_t slices = (bytes + TESS_SLICE_SIZE - 1) >> TESS_SLICE_SHIFT;
-  return arena.dirty_slices + slices > dirty_max_slices();
+  return tess_racy_load(arena.dirty_slices) + slices > dirty_max_slices();
 }
 
 static size_t in_use_slices(void) {
@@ -396,11 +396,11 @@ void _tess_arena_purge(bool force) {
     size_t n = 0, nunmap = 0;
     uint64_t now = _tess_prim_clock_ms();
     /* Read outside the lock (a system call), only when it may be needed. */
-    uint64_t cpu = now - arena.last_decay >= 1000 ? _tess_prim_cpu_ms() : 0;
+    uint64_t cpu = now - tess_racy_load(arena.last_decay) >= 1000 ? _tess_prim_cpu_ms() : 0;
     _tess_lock(&arena.lock);
-    arena.last_purge_check = now;
+    tess_racy_store(arena.last_purge_check, now);
     if (now - arena.last_decay >= 1000) { /* the recent high-water mark fades */
-      arena.last_decay = now;
+      tess_racy_store(arena.last_decay, now);
       atomic_store_explicit(&_tess_os.in_use_recent,
                             atomic_load_explicit(&_tess_os.in_use_recent, memory_order_relaxed) / 2,
                             memory_order_relaxed);
@@ -414,7 +414,7 @@ void _tess_arena_purge(bool force) {
       if (cpu != 0 && (cpu - arena.last_churn_decay_cpu >= 1000 || now - arena.last_churn_decay >= 8000)) {
         arena.last_churn_decay = now;
         arena.last_churn_decay_cpu = cpu;
-        arena.reuse_boost /= 2;
+        tess_racy_store(arena.reuse_boost, arena.reuse_boost / 2);
         arena.over_purged /= 2;
       }
     }
@@ -517,7 +517,7 @@ void _tess_arena_purge(bool force) {
         seg->slices[j].dirty_at = ranges[i].all ? 0 : (uint32_t)now;
       }
       seg->dirty_slices -= (uint32_t)cleaned;
-      arena.dirty_slices -= cleaned;
+      tess_racy_store(arena.dirty_slices, arena.dirty_slices - cleaned);
       _tess_os_committed_sub(cleaned << TESS_SLICE_SHIFT);
       seg->used_slices -= ranges[i].count;
       if (seg->generation != arena.generation) continue; /* forked mid-purge */
@@ -534,10 +534,10 @@ void _tess_arena_purge(bool force) {
  * total is over its cap.  Cheap when there is nothing to do. */
 void _tess_arena_maybe_purge(void) {
   if (!_tess_purger_running()) _tess_huge_cache_purge(false);
-  if (arena.purge_first == NULL) return; /* racy read: a hint only */
-  bool over = arena.dirty_slices > dirty_max_slices();
+  if (tess_racy_load(arena.purge_first) == NULL) return; /* a hint only */
+  bool over = tess_racy_load(arena.dirty_slices) > dirty_max_slices();
   /* With the background purger, time-based purging is its job. */
-  if (!over && (_tess_purger_running() || _tess_prim_clock_ms() == arena.last_purge_check)) return;
+  if (!over && (_tess_purger_running() || _tess_prim_clock_ms() == tess_racy_load(arena.last_purge_check))) return;
   _tess_arena_purge(false);
 }
 
@@ -560,7 +560,7 @@ bool _tess_release_all(void) {
   return atomic_load_explicit(&_tess_os.munmap_calls, memory_order_relaxed) != before;
 }
 
-bool _tess_arena_has_dirty(void) { return arena.purge_first != NULL; /* racy read: a hint */ }
+bool _tess_arena_has_dirty(void) { return tess_racy_load(arena.purge_first) != NULL; /* a hint */ }
 
 /* ---- span allocation ---------------------------------------------------------- */
 
@@ -612,7 +612,7 @@ static void note_reuse(size_t slices, size_t clean, bool large) {
   size_t most = churn ? ceiling : 2 * slices;
   if (most < arena.reuse_boost) most = arena.reuse_boost;
   if (most > ceiling) most = ceiling;
-  arena.reuse_boost = arena.reuse_boost + clean < most ? arena.reuse_boost + clean : most;
+  tess_racy_store(arena.reuse_boost, arena.reuse_boost + clean < most ? arena.reuse_boost + clean : most);
 }
 
 /* A free span that can give `slices` slices starting on a multiple of
@@ -765,7 +765,7 @@ void* _tess_arena_large_alloc(size_t size, size_t alignment) {
   page->bin = (uint8_t)bin;
   page->used = 1;
   page->reserved = 1;
-  page->heap = 0;
+  tess_racy_store(page->heap, 0);
   page->is_zero = is_zero;
   atomic_fetch_add_explicit(&_tess_os.large_bytes, bsize, memory_order_relaxed);
   _tess_os_in_use_add(slices << TESS_SLICE_SHIFT);
