@@ -46,6 +46,12 @@ void _tess_prim_hugepages(void* p, size_t size) {
   errno = saved;
 }
 
+void _tess_prim_no_hugepages(void* p, size_t size) {
+  int saved = errno;
+  madvise(p, size, MADV_NOHUGEPAGE);
+  errno = saved;
+}
+
 int _tess_prim_unmap(void* p, size_t size) {
   int saved = errno;
   return outcome(munmap(p, size) == 0, saved);
