@@ -391,6 +391,10 @@ void* _tess_page_malloc_slow(tess_heap_t* heap, size_t size) {
     tess_assert(_tess_arena_is_valid());
   }
 #endif
+  if (++heap->window_mallocs == TESS_FOREIGN_WINDOW) { /* see foreign_keep */
+    heap->keep_off = heap->window_remote < TESS_FOREIGN_WINDOW;
+    heap->window_mallocs = heap->window_remote = 0;
+  }
   if (heap->foreign_count != 0 && heap->foreign[bin] != NULL) return _tess_heap_foreign_take(heap, bin);
   if (atomic_load_explicit(&heap->remote_pages, memory_order_relaxed) != NULL ||
       atomic_load_explicit(&heap->inbox, memory_order_relaxed) != NULL) {

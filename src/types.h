@@ -274,6 +274,8 @@ typedef struct tess_remote_chain_s {
   uint32_t count;
 } tess_remote_chain_t;
 
+#define TESS_FOREIGN_WINDOW 256
+
 typedef struct tess_heap_s {
   tess_page_t* direct[TESS_DIRECT_COUNT]; /* size/16 -> first page of its bin */
   tess_page_queue_t queues[TESS_BIN_COUNT]; /* pages that may have free blocks */
@@ -290,6 +292,8 @@ typedef struct tess_heap_s {
   _Atomic(tess_block_t*) inbox; /* messages of blocks other threads freed
                                   into this heap's pages (see free.c)        */
   _Atomic(uint32_t) inbox_pending; /* blocks sent to inbox, not yet drained    */
+  _Atomic(uint32_t) lag_since; /* ms clock (low 32 bits) when inbox_pending
+                                  last passed TESS_FOREIGN_LAG (free.c)      */
   uint32_t remote_count;       /* chains in use in remote                     */
   uint32_t remote_blocks;      /* blocks in them                              */
   tess_remote_chain_t remote[TESS_REMOTE_CHAINS]; /* this thread's frees into
@@ -307,6 +311,10 @@ typedef struct tess_heap_s {
   uint32_t foreign_count;      /* blocks of lagging heaps kept for reuse,     */
   size_t foreign_bytes;        /*   their bytes, and a list per class (see    */
   tess_block_t* foreign[TESS_BIN_MEDIUM_LAST + 1]; /* foreign_keep, free.c) */
+  uint32_t window_mallocs;     /* slow-path mallocs and remote frees in the   */
+  uint32_t window_remote;      /*   current window of TESS_FOREIGN_WINDOW     */
+  uint8_t keep_off;            /*   slow mallocs; keep_off: fewer remote frees
+                                  than that in the last one (foreign_keep)   */
 } tess_heap_t;
 
 #endif /* TESS_TYPES_H */
