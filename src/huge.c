@@ -311,7 +311,7 @@ void* _tess_huge_alloc(size_t size, size_t alignment, bool zero) {
    * Writing the header makes that first huge page resident at once, used or
    * not, so a block spanning fewer than two (barnes' 3 MiB cell pool, with
    * its spare capacity) keeps small pages: resident as far as it is used. */
-  if (_tess_options.hugepages && total >= 2 * TESS_THP_SIZE) _tess_prim_hugepages(seg, total);
+  if (_tess_options.hugepages && total >= 2 * TESS_THP_SIZE) _tess_prim_hugepages(seg, total, true);
   huge_setup(seg, total, offset);
   seg->huge_asked = size;
   _tess_segmap_set((uintptr_t)seg, TESS_SEGMAP_HUGE);

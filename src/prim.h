@@ -17,11 +17,9 @@
  * memory near `hint` (may be NULL).  *out is set on success. */
 int _tess_prim_map(void* hint, size_t size, void** out);
 
-/* Ask for transparent huge pages on [p, p+size) (advice only). */
-void _tess_prim_hugepages(void* p, size_t size);
-
-/* Ask for none on [p, p+size), whatever the system's mode (advice only). */
-void _tess_prim_no_hugepages(void* p, size_t size);
+/* Ask for transparent huge pages on [p, p+size), or (`want` false) for
+ * none whatever the system's mode.  Advice only. */
+void _tess_prim_hugepages(void* p, size_t size, bool want);
 
 /* Unmap [p, p+size); both OS-page aligned. */
 int _tess_prim_unmap(void* p, size_t size);

@@ -40,15 +40,9 @@ int _tess_prim_map(void* hint, size_t size, void** out) {
   return outcome(p != MAP_FAILED, saved);
 }
 
-void _tess_prim_hugepages(void* p, size_t size) {
+void _tess_prim_hugepages(void* p, size_t size, bool want) {
   int saved = errno;
-  madvise(p, size, MADV_HUGEPAGE);
-  errno = saved;
-}
-
-void _tess_prim_no_hugepages(void* p, size_t size) {
-  int saved = errno;
-  madvise(p, size, MADV_NOHUGEPAGE);
+  madvise(p, size, want ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
   errno = saved;
 }
 

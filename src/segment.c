@@ -38,7 +38,7 @@ static void segmap_init(void) {
                   TESS_SEGMAP_ENTRIES >> 20);
     return;
   }
-  _tess_prim_no_hugepages(map, TESS_SEGMAP_ENTRIES); /* 2 MiB for a byte, else: see segment_create */
+  _tess_prim_hugepages(map, TESS_SEGMAP_ENTRIES, false); /* 2 MiB for a byte, else: see segment_create */
   _tess_segmap.map = map;
   __atomic_store_n(&_tess_segmap.entries, TESS_SEGMAP_ENTRIES, __ATOMIC_RELEASE);
 }
@@ -174,7 +174,7 @@ static void span_make_free(tess_page_t* span, uint32_t freed_at) {
   tess_racy_store(span->heap, 0);
   span->bin = 0;
   span->block_size = 0;
-  span->limit = 0;
+  tess_racy_store(span->limit, 0);
   bin_insert(span);
 }
 
@@ -255,7 +255,7 @@ static tess_segment_t* segment_create(void) {
    * touch, and khugepaged would collapse what was purged back into them
    * (measured there: cfrac 5.7 MB resident instead of 1.6, espresso 11.6
    * instead of 5.7, idle 146 MiB held after the burst instead of 129). */
-  _tess_prim_no_hugepages(seg, TESS_SEGMENT_SIZE);
+  _tess_prim_hugepages(seg, TESS_SEGMENT_SIZE, false);
   /* Fresh memory is zero: only the non-zero fields need setting. */
   seg->kind = TESS_SEGMENT_NORMAL;
   seg->mapped = mapped;
