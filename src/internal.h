@@ -486,6 +486,7 @@ extern tess_os_counters_t _tess_os;
 void* _tess_os_map_aligned(size_t size, size_t alignment, uint8_t** map_base, size_t* mapped);
 void _tess_os_unmap(void* base, size_t size);
 void _tess_os_purge(void* p, size_t size);
+void _tess_os_purge_part(void* p, size_t size, size_t resident);
 void _tess_os_committed_add(size_t n);
 void _tess_os_committed_sub(size_t n);
 void _tess_os_in_use_add(size_t n);

@@ -51,9 +51,13 @@ void _tess_os_unmap(void* base, size_t size) {
   atomic_fetch_add_explicit(&_tess_os.munmap_calls, 1, memory_order_relaxed);
 }
 
-void _tess_os_purge(void* p, size_t size) {
+void _tess_os_purge(void* p, size_t size) { _tess_os_purge_part(p, size, size); }
+
+/* Purge [p, p+size), of which only `resident` bytes may hold pages (the
+ * rest was purged before): the statistics count those. */
+void _tess_os_purge_part(void* p, size_t size, size_t resident) {
   if (_tess_prim_purge(p, size) == 0) {
-    atomic_fetch_add_explicit(&_tess_os.purged, size, memory_order_relaxed);
+    atomic_fetch_add_explicit(&_tess_os.purged, resident, memory_order_relaxed);
   }
 }
 

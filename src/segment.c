@@ -501,13 +501,32 @@ void _tess_arena_purge(bool force) {
       tess_segment_t* seg = ranges[i].seg;
       /* Only the dirty slices that are due need the system call (the span is
        * out of the bins, so its slices are ours without the lock); they are
-       * marked 2 for the count below. */
+       * marked 2 for the count below.  One call spans the clean slices
+       * between two such runs: they have no page to drop, and one call
+       * costs less than two.  On a virtual machine where the kernel's
+       * flush of a single page is slow, much less: it flushes page by page
+       * up to 33 pages dropped in a call and the whole TLB past that, and
+       * the range of one call counts from its first dropped page to its
+       * last (bench/RESULTS.md, the twenty-second session). */
       size_t j = ranges[i].idx, end = ranges[i].idx + ranges[i].count;
       while (j < end) {
         while (j < end && !slice_purgeable(&seg->slices[j], ranges[i].all, (uint32_t)now, delay)) j++;
-        size_t k = j;
-        while (k < end && slice_purgeable(&seg->slices[k], ranges[i].all, (uint32_t)now, delay)) seg->slices[k++].dirty = 2;
-        if (k > j) _tess_os_purge((uint8_t*)seg + (j << TESS_SLICE_SHIFT), (k - j) << TESS_SLICE_SHIFT);
+        size_t k = j, last = j, due = 0;
+        while (k < end) {
+          if (slice_purgeable(&seg->slices[k], ranges[i].all, (uint32_t)now, delay)) {
+            seg->slices[k++].dirty = 2;
+            last = k;
+            due++;
+          } else if (seg->slices[k].dirty == 0) {
+            k++; /* clean: bridged if another due run follows */
+          } else {
+            break; /* dirty but young: keeps its pages */
+          }
+        }
+        if (due != 0) {
+          _tess_os_purge_part((uint8_t*)seg + (j << TESS_SLICE_SHIFT), (last - j) << TESS_SLICE_SHIFT,
+                              due << TESS_SLICE_SHIFT);
+        }
         j = k;
       }
     }
