@@ -382,10 +382,17 @@ static size_t recent_slices(void) {
 }
 
 /* A frugal program gives memory back (over the allowance, or a wholly free
- * segment) with less than a quarter of its recent peak in use: a teardown
- * (see note_reuse).  Under the lock. */
+ * segment) with what is in use half or more, and 8 MiB or more, below its
+ * recent peak: a teardown (see note_reuse).  Down to a quarter of the peak
+ * missed a program tearing down 64 MB over 40 MB that stay; a quarter below
+ * it took the swings of 100 blocks of 64 KiB-1 MiB replaced at random for
+ * teardowns (29 MB kept when they were all freed, against 9).  Under the
+ * lock. */
+#define TESS_TEARDOWN_MIN (((size_t)8 << 20) >> TESS_SLICE_SHIFT)
+
 static void note_given(uint64_t now) {
-  if (in_use_slices() * 4 <= recent_slices()) arena.deep_given_at = now;
+  size_t in_use = in_use_slices(), peak = recent_slices();
+  if (peak > in_use && (peak - in_use) * 2 >= peak && peak - in_use >= TESS_TEARDOWN_MIN) arena.deep_given_at = now;
 }
 
 /* The purge delay in force (see _tess_delay_shift_next). */
@@ -643,8 +650,8 @@ bool _tess_arena_has_dirty(void) { return tess_racy_load(arena.purge_first) != N
  * random (60 MB in use) took 129 us an operation, 20-60 times the peers,
  * with 1.5 GB a second given back and faulted in again; now 13 us.  What
  * it learned counts for no more than a quarter of what is in use now.
- * And a teardown (memory given back with less than a quarter of the recent
- * peak in use, note_given) followed within a second by a rebuild (clean
+ * And a teardown (memory given back well below the recent peak of what
+ * is in use, note_given) followed within a second by a rebuild (clean
  * memory set up below that peak) adds what the rebuild takes, up to the
  * recent peak and TESS_CYCLE_MAX, to cycle_boost, which counts whatever is
  * in use now: 250,000 blocks of 128 B malloc'd and freed round after round
