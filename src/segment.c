@@ -87,8 +87,8 @@ static struct {
   uint64_t over_purge_at;                    /* frugal: last purge over the cap, */
   size_t over_purge_max;                     /*   its largest span (slices)      */
   size_t reuse_boost;                        /* slices added to the allowance   */
-  uint64_t deep_given_at;                    /* frugal: memory last given back with
-                                                in use below 1/4 of its recent peak */
+  uint64_t deep_given_at;                    /* frugal: memory last given back far
+                                                below the recent peak (note_given) */
   size_t cycle_boost;                        /* slices added to the allowance by
                                                 teardowns followed by rebuilds */
   size_t over_purged;                        /* frugal: slices purged over the cap,
