@@ -662,16 +662,18 @@ bool _tess_arena_has_dirty(void) { return tess_racy_load(arena.purge_first) != N
 
 static bool churning(void) { return arena.over_purged > TESS_CHURN_FACTOR * (in_use_slices() + 32); }
 
+/* A rebuild after a teardown (see above): cycle_boost learns `clean`. */
+static void note_rebuild(size_t clean, uint64_t now) {
+  if (arena.deep_given_at == 0 || now - arena.deep_given_at >= 1000 || _tess_address_space_limited()) return;
+  size_t peak = recent_slices(), most = peak < TESS_CYCLE_MAX ? peak : TESS_CYCLE_MAX;
+  if (in_use_slices() >= peak || arena.cycle_boost >= most) return;
+  tess_racy_store(arena.cycle_boost, arena.cycle_boost + clean < most ? arena.cycle_boost + clean : most);
+}
+
 static void note_reuse(size_t slices, size_t clean, bool large) {
-  if (arena.over_purge_at == 0 && arena.deep_given_at == 0) return;
-  if (!_tess_arena_frugal()) return;
+  if ((arena.over_purge_at == 0 && arena.deep_given_at == 0) || !_tess_arena_frugal()) return;
   uint64_t now = _tess_prim_clock_ms();
-  if (arena.deep_given_at != 0 && now - arena.deep_given_at < 1000 && !_tess_address_space_limited()) {
-    size_t peak = recent_slices(), most = peak < TESS_CYCLE_MAX ? peak : TESS_CYCLE_MAX;
-    if (in_use_slices() < peak && arena.cycle_boost < most) {
-      tess_racy_store(arena.cycle_boost, arena.cycle_boost + clean < most ? arena.cycle_boost + clean : most);
-    }
-  }
+  note_rebuild(clean, now);
   if (arena.over_purge_at == 0) return;
   if (now - arena.over_purge_at >= 1000) {
     arena.over_purge_max = 0; /* that purge is old news */
