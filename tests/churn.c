@@ -232,8 +232,8 @@ static void churn_case(int c) {
     if (!keep_nothing)
       check_faults(__LINE__, faults, 20000, "10,000 random replacements in 1,000 blocks of 32-512 KiB");
   } else if (c == 6) {
-    /* over 100,000 blocks of 128 B that stay: a teardown is a drop of a
-     * quarter of the peak or more, not a drop to near nothing */
+    /* over 100,000 blocks of 128 B that stay: a teardown is a drop of
+     * half the recent peak or more, not a drop to near nothing */
     size_t nbase = 100000;
     char** base = malloc(nbase * sizeof *base);
     CHECK(base != NULL);
